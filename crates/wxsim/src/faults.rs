@@ -13,8 +13,8 @@ use axum::response::{IntoResponse, Response};
 
 use crate::config::{AppKind, FaultScope};
 use crate::reply::{errmsg, mp_error, wecom_error};
-use crate::server::ConnKiller;
-use crate::stats::bump;
+use crate::server::{ConnKiller, client_ip};
+use crate::stats::{bump, bump_map};
 use crate::world::{App, Sim};
 
 fn is_token_path(path: &str) -> bool {
@@ -26,6 +26,12 @@ fn is_token_path(path: &str) -> bool {
 
 fn is_send_path(path: &str) -> bool {
     path.starts_with("/cgi-bin/message/")
+}
+
+/// Calls answered by WeCom (qyapi), whose errors carry `hint`, `from ip` and `more info`.
+fn is_wecom_call(path: &str, app: Option<&App>) -> bool {
+    matches!(path, "/cgi-bin/gettoken" | "/cgi-bin/message/send")
+        || app.is_some_and(|a| a.kind == AppKind::Wecom)
 }
 
 fn roll(rate: f64) -> bool {
@@ -66,9 +72,12 @@ pub(crate) async fn inject(State(sim): State<Arc<Sim>>, req: Request, next: Next
                 let n = app.in_flight.fetch_add(1, AcqRel) + 1;
                 let guard = InFlight(app.clone());
                 if cap.is_some_and(|c| n > c) {
+                    let ip = client_ip(&sim, req.extensions(), req.headers());
                     return if app.kind == AppKind::Wecom {
-                        wecom_error(45033, errmsg(45033), std::net::IpAddr::from([127, 0, 0, 1]))
+                        bump_map(&app.counters.rejected, 45033);
+                        wecom_error(45033, errmsg(45033), ip)
                     } else {
+                        bump_map(&app.counters.rejected, -1);
                         mp_error(-1, errmsg(-1))
                     };
                 }
@@ -122,7 +131,15 @@ pub(crate) async fn inject(State(sim): State<Arc<Sim>>, req: Request, next: Next
     }
     if roll(f.busy_rate) {
         bump(&fc.busy);
-        return mp_error(-1, errmsg(-1));
+        return if is_wecom_call(&path, app_of(&sim, &req).as_deref()) {
+            wecom_error(
+                -1,
+                errmsg(-1),
+                client_ip(&sim, req.extensions(), req.headers()),
+            )
+        } else {
+            mp_error(-1, errmsg(-1))
+        };
     }
     let lose = roll(f.lost_reply_rate);
     let resp = next.run(req).await;

@@ -9,6 +9,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::config::AppKind;
 use crate::reply::{errmsg, json_reply, mp_error};
 use crate::tokens::{Platform, TokenQuery, authorize};
 use crate::world::{App, DayCounts, Sim, lock};
@@ -80,6 +81,15 @@ pub(crate) async fn quota_get(
     let path = b.cgi_path.unwrap_or_default();
     if !path.starts_with('/') || path.contains("://") || path.contains("weixin.qq.com") {
         return mp_error(76003, errmsg(76003));
+    }
+    // 76022: the API belongs to another account type (and `/sns/` paths are not supported).
+    let owner = match path.as_str() {
+        "/cgi-bin/message/template/send" => Some(AppKind::OfficialAccount),
+        "/cgi-bin/message/subscribe/send" => Some(AppKind::MiniProgram),
+        _ => None,
+    };
+    if path.starts_with("/sns/") || owner.is_some_and(|k| k != app.kind) {
+        return mp_error(76022, errmsg(76022));
     }
     let mut st = lock(&app.state);
     st.roll(sim.clock.now_ms());

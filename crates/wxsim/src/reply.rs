@@ -82,6 +82,7 @@ pub fn errmsg(code: i64) -> &'static str {
         60020 => "not allow to access from your ip",
         76003 => "invalid cgi_path",
         76021 => "cgi_path not found, please check",
+        76022 => "could not use this cgi_path, no permission",
         81013 => "UserID、部门ID、标签ID全部非法或无权限",
         82002 => "invalid party list size",
         82003 => "invalid tag list size",

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
@@ -41,23 +42,26 @@ impl FromRequestParts<Arc<Sim>> for ClientIp {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, sim: &Arc<Sim>) -> Result<Self, Infallible> {
-        let peer = parts
-            .extensions
-            .get::<Peer>()
-            .map(|p| p.0.ip())
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        if sim.settings().trust_forwarded_for
-            && let Some(ip) = parts
-                .headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse().ok())
-        {
-            return Ok(ClientIp(ip));
-        }
-        Ok(ClientIp(peer))
+        Ok(ClientIp(client_ip(sim, &parts.extensions, &parts.headers)))
     }
+}
+
+/// See [`ClientIp`]; also used by the fault layer, which words WeCom errors with the IP.
+pub(crate) fn client_ip(sim: &Sim, extensions: &Extensions, headers: &HeaderMap) -> IpAddr {
+    let peer = extensions
+        .get::<Peer>()
+        .map(|p| p.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    if sim.settings().trust_forwarded_for
+        && let Some(ip) = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok())
+    {
+        return ip;
+    }
+    peer
 }
 
 /// Serve `router` on `listener` until `stop` changes. Each connection runs in its own task,

@@ -45,7 +45,7 @@ pub(crate) fn bump_map(m: &Mutex<BTreeMap<i64, u64>>, code: i64) {
 /// A snapshot of one app's counters, as `/_sim/stats` returns it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppStats {
-    /// Successful and failed token fetches by endpoint.
+    /// Token calls by endpoint: every call that named this app, whatever the answer.
     pub token_fetches: TokenFetches,
     /// Failed token fetches by errcode.
     pub token_fetch_errors: BTreeMap<i64, u64>,
@@ -146,6 +146,18 @@ pub struct FaultStats {
 }
 
 impl FaultCounters {
+    pub fn reset(&self) {
+        for c in [
+            &self.busy,
+            &self.http_502,
+            &self.dropped,
+            &self.lost_reply,
+            &self.hung,
+        ] {
+            c.store(0, Relaxed);
+        }
+    }
+
     pub fn snapshot(&self) -> FaultStats {
         FaultStats {
             busy: self.busy.load(Relaxed),

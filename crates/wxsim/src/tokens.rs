@@ -31,9 +31,18 @@ fn fetch_error(app: Option<&App>, code: i64) -> Response {
     mp_error(code, errmsg(code))
 }
 
+/// Which counter a token call goes to. Every call naming a known app is counted, failed or not.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Classic,
+    Stable,
+    StableForce,
+}
+
 /// Checks shared by both OA/MP token endpoints, in the order WeChat applies them.
 fn check_credentials(
     sim: &Sim,
+    endpoint: Endpoint,
     grant_type: Option<&str>,
     appid: Option<&str>,
     secret: Option<&str>,
@@ -51,6 +60,11 @@ fn check_credentials(
     let Some(app) = sim.app_by_appid(appid) else {
         return Err(fetch_error(None, 40013));
     };
+    bump(match endpoint {
+        Endpoint::Classic => &app.counters.fetch_token,
+        Endpoint::Stable => &app.counters.fetch_stable,
+        Endpoint::StableForce => &app.counters.fetch_stable_force,
+    });
     let st = lock(&app.state);
     let code = if st.spec.secret != secret {
         40125
@@ -115,6 +129,7 @@ pub(crate) async fn classic(
 ) -> Response {
     let app = match check_credentials(
         &sim,
+        Endpoint::Classic,
         param(&q, "grant_type"),
         param(&q, "appid"),
         param(&q, "secret"),
@@ -123,7 +138,6 @@ pub(crate) async fn classic(
         Ok(app) => app,
         Err(r) => return r,
     };
-    bump(&app.counters.fetch_token);
     let now = sim.clock.now_ms();
     let (ttl, overlap) = {
         let s = sim.settings();
@@ -179,8 +193,14 @@ pub(crate) async fn stable(
         return fetch_error(None, 47001);
     };
     let ne = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
+    let endpoint = if b.force_refresh {
+        Endpoint::StableForce
+    } else {
+        Endpoint::Stable
+    };
     let app = match check_credentials(
         &sim,
+        endpoint,
         b.grant_type.as_deref(),
         ne(&b.appid).as_deref(),
         ne(&b.secret).as_deref(),
@@ -194,11 +214,6 @@ pub(crate) async fn stable(
         let s = sim.settings();
         (s.token_ttl_secs, s.overlap_secs, s.force_refresh_within_30s)
     };
-    if b.force_refresh {
-        bump(&app.counters.fetch_stable_force);
-    } else {
-        bump(&app.counters.fetch_stable);
-    }
     let mut st = lock(&app.state);
     st.roll(now);
     if st.daily.stable >= st.spec.stable_daily_limit

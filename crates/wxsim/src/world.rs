@@ -407,7 +407,8 @@ impl Sim {
         log.entries.push_back(d);
     }
 
-    /// Forget tokens, counters, windows, overrides and deliveries; keep apps and settings.
+    /// Forget tokens, counters (fault counters too), windows, overrides and deliveries; keep apps
+    /// and settings.
     pub fn reset(&self) {
         let apps = self.all_apps();
         let now = self.clock.now_ms();
@@ -424,6 +425,7 @@ impl Sim {
             fresh.insert(app.key.clone(), Arc::new(a));
         }
         *self.apps.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        self.fault_counters.reset();
         self.tokens
             .write()
             .unwrap_or_else(|p| p.into_inner())

@@ -1,0 +1,135 @@
+//! Who is calling: the admin (`WXGATE_ADMIN_TOKEN`, may do everything) or an API key (scoped to
+//! the apps it may use). Keys are stored hashed; presented keys are hashed and compared in
+//! constant time. No `Authorization` → 401; a key used for another app → 403.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
+
+use super::{ApiError, AppState};
+use crate::crypto::hash_api_key;
+use crate::store::ApiKeyRecord;
+
+/// How long a key looked up in the store is trusted from memory. A key deleted through another
+/// instance keeps working here for at most this long.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
+
+pub enum Caller {
+    Admin,
+    Key(ApiKeyRecord),
+}
+
+impl Caller {
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self {
+            Caller::Admin => Ok(()),
+            Caller::Key(k) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "API key {} may use tokens but not manage apps or keys; use the admin token",
+                    k.id
+                ),
+            )),
+        }
+    }
+
+    pub fn may_use(&self, app_id: &str) -> bool {
+        match self {
+            Caller::Admin => true,
+            Caller::Key(k) => k.apps.allows(app_id),
+        }
+    }
+
+    pub fn require_app(&self, app_id: &str) -> Result<(), ApiError> {
+        if self.may_use(app_id) {
+            return Ok(());
+        }
+        let id = match self {
+            Caller::Key(k) => k.id.as_str(),
+            Caller::Admin => "admin",
+        };
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "API key {id} is not allowed to use app {app_id:?}; ask the admin to create a key for it"
+            ),
+        ))
+    }
+
+    pub fn label(&self) -> String {
+        match self {
+            Caller::Admin => "admin".into(),
+            Caller::Key(k) => k.id.clone(),
+        }
+    }
+}
+
+/// Recently seen keys by hash. Lock held only to read or insert one entry.
+#[derive(Default)]
+pub struct KeyCache(RwLock<HashMap<[u8; 32], (ApiKeyRecord, Instant)>>);
+
+impl KeyCache {
+    fn get(&self, hash: &[u8; 32]) -> Option<ApiKeyRecord> {
+        let map = self.0.read().unwrap_or_else(|p| p.into_inner());
+        map.get(hash)
+            .filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL)
+            .map(|(k, _)| k.clone())
+    }
+    fn put(&self, hash: [u8; 32], k: ApiKeyRecord) {
+        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
+        map.insert(hash, (k, Instant::now()));
+    }
+    pub fn forget(&self, key_id: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (k, _)| k.id != key_id);
+    }
+}
+
+fn unauthorized(msg: &str) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", msg)
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| unauthorized("send `Authorization: Bearer <admin token or API key>`"))?;
+        let presented = header
+            .strip_prefix("Bearer ")
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| unauthorized("the Authorization header must be `Bearer <token>`"))?;
+        if let Some(admin) = &state.admin_token {
+            let a = admin.expose_secret().as_bytes();
+            if a.len() == presented.len() && bool::from(a.ct_eq(presented.as_bytes())) {
+                return Ok(Caller::Admin);
+            }
+        }
+        let hash = hash_api_key(presented);
+        if let Some(k) = state.keys.get(&hash) {
+            return Ok(Caller::Key(k));
+        }
+        match state.store.find_api_key(presented).await? {
+            Some(k) => {
+                state.keys.put(hash, k.clone());
+                Ok(Caller::Key(k))
+            }
+            None => Err(unauthorized("unknown admin token or API key")),
+        }
+    }
+}

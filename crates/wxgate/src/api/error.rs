@@ -1,0 +1,100 @@
+//! The one error type of the HTTP API: `{"code","message","wechat_errcode"?,"retry_after_secs"?}`
+//! with the right status. Extractor rejections are turned into the same shape.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::token::TokenError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub wechat_errcode: Option<i64>,
+    pub retry_after_secs: Option<i64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            wechat_errcode: None,
+            retry_after_secs: None,
+        }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+    }
+    pub fn not_found(what: &str, id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no {what} with id {id:?}"),
+        )
+    }
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"code": self.code, "message": self.message});
+        if let Some(c) = self.wechat_errcode {
+            body["wechat_errcode"] = c.into();
+        }
+        if let Some(s) = self.retry_after_secs {
+            body["retry_after_secs"] = s.into();
+        }
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(s) = self.retry_after_secs
+            && let Ok(v) = HeaderValue::from_str(&s.max(1).to_string())
+        {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        resp
+    }
+}
+
+/// Token errors to HTTP: an unknown app is 404; WeChat refusing the app's credentials is 502
+/// (the upstream said no, and an operator must act); closed windows and spent budgets are 503
+/// with `Retry-After`.
+pub fn token_error(e: TokenError, now_ms: i64) -> ApiError {
+    let status = match &e {
+        TokenError::UnknownApp(_) => StatusCode::NOT_FOUND,
+        TokenError::Misconfigured { .. } | TokenError::Unavailable { .. } => {
+            StatusCode::BAD_GATEWAY
+        }
+        TokenError::QuotaWindow { .. }
+        | TokenError::BudgetExhausted { .. }
+        | TokenError::ForceRefreshUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    let mut err = ApiError::new(status, e.code(), e.to_string());
+    err.wechat_errcode = e.wechat_errcode();
+    err.retry_after_secs = e
+        .retry_at_ms()
+        .filter(|&t| t > now_ms)
+        .map(|t| (t - now_ms + 999) / 1000);
+    err
+}
+
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(r: axum::extract::rejection::JsonRejection) -> Self {
+        ApiError::invalid(format!("the JSON body is not valid: {}", r.body_text()))
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        tracing::error!(error = %e, "store error");
+        ApiError::internal(format!("the store failed: {e}"))
+    }
+}

@@ -1,0 +1,88 @@
+//! The HTTP API (axum): routes, shared state, auth and the JSON error shape.
+
+mod apps;
+pub mod auth;
+pub mod error;
+mod health;
+mod keys;
+mod tokens;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post, put};
+use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::SecretString;
+
+pub use error::ApiError;
+
+use crate::config::TokenSettings;
+use crate::crypto::MasterKey;
+use crate::store::Store;
+use crate::token::TokenManager;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub tokens: TokenManager,
+    pub store: Arc<Store>,
+    pub master_key: Arc<MasterKey>,
+    pub admin_token: Option<SecretString>,
+    pub keys: Arc<auth::KeyCache>,
+    /// Ids of apps declared in wxgate.toml (read-only through the API).
+    pub config_apps: Arc<HashSet<String>>,
+    pub token_settings: TokenSettings,
+    pub metrics: PrometheusHandle,
+    /// `embedded` or `fleet`.
+    pub mode: &'static str,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/v1/apps", get(apps::list).post(apps::create))
+        .route("/v1/apps/{id}", get(apps::show).delete(apps::delete))
+        .route("/v1/apps/{id}/secret", put(apps::rotate_secret))
+        .route("/v1/apps/{id}/token", get(tokens::get))
+        .route("/v1/apps/{id}/token/invalidate", post(tokens::invalidate))
+        .route("/v1/keys", get(keys::list).post(keys::create))
+        .route("/v1/keys/{id}", axum::routing::delete(keys::delete))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route; see the README for the API",
+            )
+        })
+        .layer(axum::middleware::from_fn(log_requests))
+        .with_state(state)
+}
+
+/// Logs and counts each request by its route template — never the raw URI, headers or body,
+/// so no token or key reaches the logs.
+async fn log_requests(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    metrics::counter!("wxgate_http_requests_total", "route" => route.clone(), "status" => status.to_string()).increment(1);
+    if status >= 400 {
+        tracing::info!(%method, %route, status, ms, "request");
+    } else {
+        tracing::debug!(%method, %route, status, ms, "request");
+    }
+    resp
+}

@@ -1,0 +1,64 @@
+//! Command line: `wxgate [--config PATH] <command>`.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wxgate",
+    version,
+    about = "Self-hosted gateway for WeChat access tokens and message delivery"
+)]
+pub struct Cli {
+    /// Config file (TOML). Default: ./wxgate.toml if it exists. WXGATE_* variables override it.
+    #[arg(long, value_name = "PATH", env = "WXGATE_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Also start an in-process WeChat simulator and point the gateway at it.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Run the WeChat simulator (the same as the `wxsim` binary).
+    Sim(wxsim::SimArgs),
+    /// Print the merged configuration with secrets redacted, or say what is wrong with it.
+    CheckConfig,
+    /// Print a new random master key (64 hex characters) for WXGATE_MASTER_KEY.
+    GenKey,
+}
+
+/// Parses `std::env::args`; prints help or an error and exits on bad arguments.
+pub fn parse() -> Cli {
+    Cli::parse()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn parses_commands() {
+        let cli = Cli::try_parse_from(["wxgate", "--config", "x.toml", "serve", "--demo"]).unwrap();
+        assert_eq!(cli.config, Some(PathBuf::from("x.toml")));
+        assert!(matches!(cli.command, Command::Serve { demo: true }));
+        let cli = Cli::try_parse_from(["wxgate", "sim"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Sim(a) if a.listen.port() == 9000 && a.sim_config.is_none())
+        );
+        assert!(Cli::try_parse_from(["wxgate", "bogus"]).is_err());
+    }
+}

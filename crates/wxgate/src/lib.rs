@@ -1,0 +1,14 @@
+//! wxgate: a self-hosted gateway that owns WeChat access tokens and message delivery.
+
+pub mod api;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod demo;
+pub mod metrics;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod token;
+pub mod wechat;

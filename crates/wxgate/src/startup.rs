@@ -1,0 +1,147 @@
+//! Builds a running gateway from a `Config`: master key, store, token manager, apps from the
+//! file and from the store, and the HTTP server. Tests start it on port 0 exactly as `main`
+//! does.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, AppState, auth::KeyCache};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::crypto::{KeySource, MasterKey};
+use crate::store::Store;
+use crate::token::TokenManager;
+use crate::wechat::{Upstream, http_client};
+
+/// A running gateway. `shutdown` stops it gracefully; dropping it stops it too.
+pub struct Gateway {
+    addr: SocketAddr,
+    pub tokens: TokenManager,
+    /// Cancelled to stop the server, the metrics upkeep and the token refreshers.
+    stop: CancellationToken,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl Gateway {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stop accepting, finish requests under way, stop refreshers.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        self.tokens.shutdown();
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.server).await;
+    }
+
+    /// Wait until the server ends (it ends only on `shutdown` or an I/O error).
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        match (&mut self.server).await {
+            Ok(r) => r,
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    }
+
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.tokens.shutdown();
+    }
+}
+
+/// Start a gateway for `cfg` reading time from `clock`.
+pub async fn start(cfg: Config, clock: Clock) -> anyhow::Result<Gateway> {
+    let metrics = crate::metrics::prometheus();
+    let (master_key, source) = MasterKey::from_config(&cfg).context("loading the master key")?;
+    match &source {
+        KeySource::Generated(path) => tracing::warn!(
+            path = %path.display(),
+            "generated a new master key for secrets at rest; back this file up (losing it loses every stored secret) or set WXGATE_MASTER_KEY"
+        ),
+        other => tracing::info!(source = %other, "master key loaded"),
+    }
+    let store = Store::connect(&cfg.database_url)
+        .await
+        .context("opening the store (WXGATE_DATABASE_URL)")?;
+    let upstream = Upstream::new(
+        http_client(cfg.token.fetch_timeout),
+        cfg.wechat_api_base.clone(),
+        cfg.wecom_api_base.clone(),
+    );
+    let tokens = TokenManager::new(upstream, clock, cfg.token.clone());
+    let config_apps: HashSet<String> = cfg.apps.iter().map(|a| a.id.clone()).collect();
+    for app in &cfg.apps {
+        tokens.upsert(app.clone());
+    }
+    for app in store
+        .list_apps(&master_key)
+        .await
+        .context("loading registered apps")?
+    {
+        if config_apps.contains(&app.id) {
+            tracing::warn!(app = %app.id, "an app registered through the API has the id of one in wxgate.toml; the file wins");
+            continue;
+        }
+        tokens.upsert(app);
+    }
+    if cfg.admin_token.is_none() {
+        tracing::warn!(
+            "WXGATE_ADMIN_TOKEN is not set: apps and API keys cannot be managed over HTTP"
+        );
+    }
+    let state = AppState {
+        tokens: tokens.clone(),
+        store: Arc::new(store),
+        master_key: Arc::new(master_key),
+        admin_token: cfg.admin_token.clone(),
+        keys: Arc::new(KeyCache::default()),
+        config_apps: Arc::new(config_apps),
+        token_settings: cfg.token.clone(),
+        metrics: metrics.clone(),
+        mode: if cfg.is_fleet() { "fleet" } else { "embedded" },
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (WXGATE_LISTEN)", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let stop = CancellationToken::new();
+    // Drains histogram buckets every 10 s, as the exporter requires; ends with `stop`.
+    let upkeep_stop = stop.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(10));
+        loop {
+            tokio::select! {
+                _ = upkeep_stop.cancelled() => return,
+                _ = tick.tick() => metrics.run_upkeep(),
+            }
+        }
+    });
+    let server_stop = stop.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, api::router(state))
+            .with_graceful_shutdown(async move { server_stop.cancelled().await })
+            .await
+    });
+    tracing::info!(%addr, apps = tokens.ids().len(), "wxgate listening");
+    Ok(Gateway {
+        addr,
+        tokens,
+        stop,
+        server,
+    })
+}

@@ -1,0 +1,69 @@
+//! The SQLite backend: the embedded default, one file (`wxgate.db`) on one host.
+//!
+//! SQLite mode is single-instance by design: several wxgate processes must not share the file.
+//! The statements live beside their callers (`apps.rs`, `keys.rs`) as `impl SqliteStore` blocks.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::StoreError;
+
+/// How long a statement waits for another connection's write lock before `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A pool of SQLite connections with migrations applied.
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database at a `sqlite:` URL and runs the migrations in
+    /// `migrations/sqlite/`, which are embedded in the binary at compile time.
+    pub(super) async fn connect(url: &str) -> Result<SqliteStore, StoreError> {
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Database(format!("invalid SQLite URL: {e}")))?
+            .create_if_missing(true)
+            // WAL: readers never block the writer, and a commit is one append to the log.
+            .journal_mode(SqliteJournalMode::Wal)
+            // NORMAL is durable across application crashes in WAL mode; a power cut can lose
+            // only the last commits, never corrupt the file.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        // The file path, not the URL: a SQLite URL holds no password, but keep the habit.
+        let name = options.get_filename().display().to_string();
+        // One connection, kept open for the life of the pool. SQLite allows one writer at a
+        // time, and a deferred `BEGIN` that later upgrades from reading to writing fails at once
+        // with SQLITE_BUSY when another connection holds the write lock: the busy handler is not
+        // invoked for it, so `busy_timeout` does not help. A single connection serialises every
+        // statement and transaction in this process, which rules that out. Should reads ever
+        // need to run in parallel, add a separate read-only pool and keep this one for writes.
+        // Never closing it also keeps a `sqlite::memory:` database alive.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(|e| {
+                StoreError::Database(format!("cannot open SQLite database {name}: {e}"))
+            })?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| {
+                StoreError::Database(format!("cannot migrate SQLite database {name}: {e}"))
+            })?;
+        Ok(SqliteStore { pool })
+    }
+
+    /// The connection pool, for statements outside the store's methods (health checks, tests).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}

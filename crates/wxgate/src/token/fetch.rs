@@ -1,0 +1,248 @@
+//! The single upstream fetch of an app: budget checks, bounded retries with jittered backoff,
+//! a forced refresh when the stable API keeps returning a rejected token, and the breaker that
+//! a failure opens.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::sync::watch;
+
+use super::Inner;
+use super::error::TokenError;
+use super::slot::{AccessToken, AppSlot, Block, Outcome, SlotState, Token};
+use crate::clock::next_shanghai_midnight_ms;
+use crate::config::{AppKind, TokenApi};
+use crate::wechat::{ErrClass, FetchError, Fetched, classify_fetch, fetch_hint};
+
+/// WeChat allows 20 forced stable-token refreshes a day, at least 30 s apart.
+const FORCE_PER_DAY: u32 = 20;
+const FORCE_SPACING_MS: i64 = 30_000;
+/// How long a configuration error keeps the breaker open before one probe is allowed.
+const CONFIG_COOLDOWN_MS: i64 = 5 * 60_000;
+/// How long a transient failure (after its retries) keeps the breaker open.
+const TRANSIENT_COOLDOWN_MS: i64 = 5_000;
+
+/// Start the app's one fetch and return the receiver its callers wait on. The caller holds the
+/// slot's lock and has checked that no fetch is under way.
+pub(crate) fn start(
+    inner: &Arc<Inner>,
+    slot: &Arc<AppSlot>,
+    st: &mut SlotState,
+) -> watch::Receiver<Option<Outcome>> {
+    // One sender, kept by the task; receivers are cloned by every waiting caller. Dropping the
+    // sender without a value (a panic) wakes waiters with an error instead of hanging them.
+    let (tx, rx) = watch::channel(None);
+    st.inflight = Some(rx.clone());
+    let (inner, slot) = (inner.clone(), slot.clone());
+    // Its own task, so a caller that goes away cannot abort a fetch half-way. It ends when the
+    // fetch ends: retries are bounded and each call has a timeout.
+    tokio::spawn(async move {
+        let result = run(&inner, &slot).await;
+        let mut st = slot.state();
+        st.inflight = None;
+        let outcome = match result {
+            Ok((fetched, at_ms)) => Ok(install(&mut st, fetched, at_ms)),
+            Err(e) => {
+                if let Some(until_ms) = e.retry_at_ms() {
+                    st.block = Some(Block {
+                        until_ms,
+                        error: e.clone(),
+                    });
+                }
+                Err(e)
+            }
+        };
+        let blocked = st.block.is_some();
+        drop(st);
+        metrics::gauge!("wxgate_token_breaker_open", "app" => slot.id.clone()).set(if blocked {
+            1.0
+        } else {
+            0.0
+        });
+        slot.changed.notify_one();
+        let _ = tx.send(Some(outcome));
+    });
+    rx
+}
+
+/// Wait for a fetch's outcome.
+pub(crate) async fn wait(rx: &mut watch::Receiver<Option<Outcome>>) -> Outcome {
+    match rx.wait_for(Option::is_some).await {
+        Ok(v) => v.clone().unwrap_or_else(|| unreachable!("waited for Some")),
+        Err(_) => Err(TokenError::Unavailable {
+            detail: "the token fetch ended without a result".into(),
+            wechat_errcode: None,
+            retry_at_ms: 0,
+        }),
+    }
+}
+
+/// Store a fetched token. The same value keeps its generation; a new value gets the next one.
+fn install(st: &mut SlotState, f: Fetched, at_ms: i64) -> Token {
+    let same = st
+        .current
+        .as_ref()
+        .filter(|t| t.value.expose() == f.access_token);
+    let generation = match same {
+        Some(t) => t.generation,
+        None => {
+            st.last_generation += 1;
+            st.rejected = None;
+            st.last_generation
+        }
+    };
+    let token = Token {
+        value: AccessToken::new(&f.access_token),
+        generation,
+        fetched_at_ms: at_ms,
+        expires_at_ms: at_ms + f.expires_in * 1000,
+        invalid: false,
+    };
+    st.current = Some(token.clone());
+    st.block = None;
+    token
+}
+
+async fn run(inner: &Inner, slot: &AppSlot) -> Result<(Fetched, i64), TokenError> {
+    let creds = slot.credentials();
+    let budget = slot
+        .def()
+        .daily_fetch_budget
+        .unwrap_or(inner.settings.daily_fetch_budget);
+    let mut backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(3))
+        .with_max_times(inner.settings.fetch_retries as usize)
+        .with_jitter()
+        .build();
+    let mut force = false;
+    let mut wecom_renewal_waited = false;
+    loop {
+        let now = inner.clock.now_ms();
+        let rejected = {
+            let mut st = slot.state();
+            st.roll_day(now);
+            if st.fetches_today >= budget {
+                metrics::counter!("wxgate_token_fetches_total", "app" => slot.id.clone(), "outcome" => "budget_exhausted").increment(1);
+                return Err(TokenError::BudgetExhausted {
+                    used: st.fetches_today,
+                    budget,
+                    retry_at_ms: next_shanghai_midnight_ms(now),
+                });
+            }
+            if force {
+                if st.forces_today >= FORCE_PER_DAY {
+                    return Err(TokenError::ForceRefreshUnavailable {
+                        retry_at_ms: next_shanghai_midnight_ms(now),
+                    });
+                }
+                let next_ok = st.last_force_ms.map_or(now, |t| t + FORCE_SPACING_MS);
+                if next_ok > now {
+                    return Err(TokenError::ForceRefreshUnavailable {
+                        retry_at_ms: next_ok,
+                    });
+                }
+                st.forces_today += 1;
+                st.last_force_ms = Some(now);
+            }
+            st.fetches_today += 1;
+            metrics::gauge!("wxgate_token_fetches_today", "app" => slot.id.clone())
+                .set(st.fetches_today as f64);
+            st.rejected.clone()
+        };
+        let started = Instant::now();
+        let result = inner.upstream.fetch(&creds, force).await;
+        metrics::histogram!("wxgate_token_fetch_seconds", "app" => slot.id.clone())
+            .record(started.elapsed().as_secs_f64());
+        let outcome = match &result {
+            Ok(_) if force => "ok_forced".to_string(),
+            Ok(_) => "ok".to_string(),
+            Err(e) => e.outcome(),
+        };
+        metrics::counter!("wxgate_token_fetches_total", "app" => slot.id.clone(), "outcome" => outcome).increment(1);
+        match result {
+            Ok(f) => {
+                let again = rejected
+                    .as_ref()
+                    .is_some_and(|r| r.expose() == f.access_token);
+                if again
+                    && creds.kind != AppKind::Wecom
+                    && creds.token_api == TokenApi::Stable
+                    && !force
+                {
+                    // The stable API still hands out the token callers saw rejected.
+                    tracing::warn!(app = %slot.id, "a rejected stable token was returned again; forcing a refresh");
+                    force = true;
+                    continue;
+                }
+                if creds.kind == AppKind::Wecom && f.expires_in <= 1 && !wecom_renewal_waited {
+                    // WeCom returns the same token until it expires; this one is about to, so
+                    // ask again just after.
+                    wecom_renewal_waited = true;
+                    tokio::time::sleep(Duration::from_millis(1100)).await;
+                    continue;
+                }
+                return Ok((f, now));
+            }
+            Err(e) => {
+                if e.is_transient()
+                    && let Some(delay) = backoff.next()
+                {
+                    tracing::warn!(app = %slot.id, error = %e, ?delay, "token fetch failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+                tracing::warn!(app = %slot.id, error = %e, "token fetch failed");
+                return Err(classify(e, now));
+            }
+        }
+    }
+}
+
+/// Turn a failed fetch into the error callers see, with when the breaker lets the next try out.
+fn classify(e: FetchError, now: i64) -> TokenError {
+    let Some(errcode) = e.errcode() else {
+        return TokenError::Unavailable {
+            detail: e.to_string(),
+            wechat_errcode: None,
+            retry_at_ms: now + TRANSIENT_COOLDOWN_MS,
+        };
+    };
+    let errmsg = match &e {
+        FetchError::WeChat { errmsg, .. } => errmsg.clone(),
+        _ => String::new(),
+    };
+    match (classify_fetch(errcode), errcode) {
+        (ErrClass::Window, 45009) => TokenError::QuotaWindow {
+            errcode,
+            retry_at_ms: next_shanghai_midnight_ms(now),
+        },
+        (ErrClass::Window, 45011) => TokenError::QuotaWindow {
+            errcode,
+            retry_at_ms: (now.div_euclid(60_000) + 1) * 60_000,
+        },
+        (ErrClass::Window, c) => TokenError::Misconfigured {
+            errcode: c,
+            errmsg,
+            hint: fetch_hint(c),
+            retry_at_ms: now
+                + if c == 89506 {
+                    24 * 3_600_000
+                } else {
+                    3_600_000
+                },
+        },
+        (ErrClass::Backoff, _) => TokenError::Unavailable {
+            detail: e.to_string(),
+            wechat_errcode: Some(errcode),
+            retry_at_ms: now + TRANSIENT_COOLDOWN_MS,
+        },
+        _ => TokenError::Misconfigured {
+            errcode,
+            errmsg,
+            hint: fetch_hint(errcode),
+            retry_at_ms: now + CONFIG_COOLDOWN_MS,
+        },
+    }
+}

@@ -1,0 +1,26 @@
+//! The upstream: WeChat's HTTP APIs as typed calls, errcode classes and field rules.
+
+pub mod errcode;
+pub mod token_api;
+
+pub use errcode::{ErrClass, classify_call, classify_fetch, fetch_hint};
+pub use token_api::{Credentials, FetchError, Fetched, Upstream};
+
+/// Build the process's one pooled HTTP client. Installs the ring TLS provider first, which
+/// reqwest's `rustls-no-provider` feature requires in every process (tests included).
+pub fn http_client(timeout: std::time::Duration) -> reqwest::Client {
+    init_crypto();
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(std::time::Duration::from_secs(3))
+        .pool_idle_timeout(std::time::Duration::from_secs(50))
+        .pool_max_idle_per_host(64)
+        .tcp_nodelay(true)
+        .build()
+        .expect("a reqwest client with static settings always builds")
+}
+
+/// Install rustls' ring provider once per process; later calls are no-ops.
+pub fn init_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the gateway's HTTP API against the WeChat simulator. One binary, so the
+//! workspace links once.
+
+mod apps;
+mod auth;
+mod helpers;
+mod logs;
+mod token_failures;
+mod tokens;
