@@ -22,6 +22,7 @@ pub fn init(format: LogFormat) {
     };
     let fmt = tracing_subscriber::fmt::layer()
         .compact()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let installed = tracing_subscriber::registry()
         .with(filter)
