@@ -60,8 +60,9 @@ impl Drop for InFlight {
 }
 
 pub(crate) async fn inject(State(sim): State<Arc<Sim>>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
-    let _guard = if is_send_path(&path) {
+    // Borrowed, not copied: its last use is before `req` moves into `next.run`.
+    let path = req.uri().path();
+    let _guard = if is_send_path(path) {
         match app_of(&sim, &req) {
             Some(app) => {
                 let cap = app
@@ -91,8 +92,8 @@ pub(crate) async fn inject(State(sim): State<Arc<Sim>>, req: Request, next: Next
     let f = sim.faults.read().unwrap_or_else(|p| p.into_inner()).clone();
     let applies = match f.scope {
         FaultScope::All => true,
-        FaultScope::Token => is_token_path(&path),
-        FaultScope::Send => is_send_path(&path),
+        FaultScope::Token => is_token_path(path),
+        FaultScope::Send => is_send_path(path),
     };
     if !applies || f.is_quiet() {
         return next.run(req).await;
@@ -131,7 +132,7 @@ pub(crate) async fn inject(State(sim): State<Arc<Sim>>, req: Request, next: Next
     }
     if roll(f.busy_rate) {
         bump(&fc.busy);
-        return if is_wecom_call(&path, app_of(&sim, &req).as_deref()) {
+        return if is_wecom_call(path, app_of(&sim, &req).as_deref()) {
             wecom_error(
                 -1,
                 errmsg(-1),

@@ -3,22 +3,36 @@
 
 use std::net::IpAddr;
 
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::body::Body;
+use axum::http::{HeaderValue, header};
+use axum::response::Response;
 use serde_json::{Value, json};
 
 /// A JSON reply with HTTP 200, as WeChat sends even for errors.
 pub fn json_reply(v: &Value) -> Response {
-    let body = serde_json::to_vec(v).unwrap_or_default();
-    (
-        StatusCode::OK,
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json; charset=utf-8"),
-        )],
-        body,
-    )
-        .into_response()
+    json_bytes_reply(serde_json::to_vec(v).unwrap_or_default())
+}
+
+/// HTTP 200 with an already serialised JSON body. Built by hand rather than through a
+/// `(StatusCode, headers, body)` tuple: same response, without a second header insert per reply.
+fn json_bytes_reply(body: Vec<u8>) -> Response {
+    let mut resp = Response::new(Body::from(body));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    resp
+}
+
+/// The success reply of a send, `{"errcode":0,"errmsg":"ok","msgid":N}`: byte for byte what
+/// `json_reply(&json!({...}))` writes (serde_json orders keys), without building a `Value`.
+/// It is on the hot path of every accepted send.
+pub fn ok_msgid(msgid: u64) -> Response {
+    let mut body = Vec::with_capacity(64);
+    body.extend_from_slice(br#"{"errcode":0,"errmsg":"ok","msgid":"#);
+    body.extend_from_slice(msgid.to_string().as_bytes());
+    body.push(b'}');
+    json_bytes_reply(body)
 }
 
 /// An OA/MP error: `{"errcode":N,"errmsg":"<msg> rid: xxxxxxxx-xxxxxxxx-xxxxxxxx"}`.
@@ -88,5 +102,38 @@ pub fn errmsg(code: i64) -> &'static str {
         82003 => "invalid tag list size",
         301002 => "not allow operate another agent with this accesstoken.",
         _ => "error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ok_msgid_matches_the_json_value_reply() {
+        for msgid in [0, 7, 3_428_411_849_815_982_087, u64::MAX] {
+            let fast =
+                serde_json::to_vec(&json!({"errcode": 0, "errmsg": "ok", "msgid": msgid})).unwrap();
+            let resp = ok_msgid(msgid);
+            assert_eq!(resp.status(), axum::http::StatusCode::OK);
+            assert_eq!(
+                resp.headers()[header::CONTENT_TYPE],
+                "application/json; charset=utf-8"
+            );
+            let body = body_bytes(resp);
+            assert_eq!(body, fast);
+        }
+    }
+
+    fn body_bytes(resp: Response) -> Vec<u8> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap()
+                .to_vec()
+        })
     }
 }

@@ -2,17 +2,20 @@
 //! (`/cgi-bin/message/subscribe/send`): recipient, template and keyword checks, `client_msg_id`
 //! dedupe, one-time credits, daily caps, u64 msgids, and the delivery record.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 
 use crate::config::{AppKind, Subscription, TemplateSpec, TemplateStyle};
 use crate::keywords::{self, KeywordError};
-use crate::reply::{errmsg, json_reply, mp_error};
+use crate::reply::{errmsg, mp_error, ok_msgid};
 use crate::stats::{bump, bump_map};
 use crate::tokens::{Platform, TokenQuery, authorize, require_kind};
 use crate::world::{App, Delivery, Follow, Sim, fingerprint, lock};
@@ -45,49 +48,173 @@ fn open_call<T: for<'de> Deserialize<'de>>(
     }
 }
 
-/// The string inside `{"value": "..."}`; anything else is not a usable value.
-fn value_of(v: &Value) -> Option<&str> {
-    v.get("value").and_then(Value::as_str)
+/// A send's `data`: keyword name → its value.
+type Data = BTreeMap<String, Keyword>;
+
+/// One entry of a send's `data`: the string inside `{"value": "..."}`, or `None` for anything
+/// else (not an object, no `value`, a `value` that is not a string), which is not a usable value.
+///
+/// It is what `v.get("value").and_then(Value::as_str)` reads from a `serde_json::Value`, parsed
+/// without building the `Value` tree (every send parses four of these). It accepts and refuses
+/// exactly the JSON a `Value` does: every nested value still goes through `deserialize_any`, so
+/// numbers, strings, escapes and nesting depth are checked the same way, and a repeated `value`
+/// key keeps the last one, as a `Map` does.
+struct Keyword(Option<String>);
+
+impl Keyword {
+    fn value(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
 }
 
-/// Check typed keywords; returns the delivered data or the 47003 errmsg naming the field.
-fn typed_data(t: &TemplateSpec, data: &Map<String, Value>) -> Result<Map<String, Value>, String> {
-    let names: Vec<&str> = if t.keywords.is_empty() {
-        data.keys().map(String::as_str).collect()
-    } else {
-        t.keywords.iter().map(String::as_str).collect()
-    };
+impl<'de> Deserialize<'de> for Keyword {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Lenient::Keyword.deserialize(d).map(Keyword)
+    }
+}
+
+/// How [`Keyword`] reads a JSON value of any shape: the keyword object itself, the string
+/// under its `value` key, or something to check and drop.
+#[derive(Clone, Copy)]
+enum Lenient {
+    Keyword,
+    Str,
+    Skip,
+}
+
+impl<'de> DeserializeSeed<'de> for Lenient {
+    type Value = Option<String>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<String>, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+/// A map key, compared with `value`.
+struct IsValueKey;
+
+impl<'de> DeserializeSeed<'de> for IsValueKey {
+    type Value = bool;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<bool, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl Visitor<'_> for IsValueKey {
+    type Value = bool;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string key")
+    }
+    fn visit_str<E>(self, k: &str) -> Result<bool, E> {
+        Ok(k == "value")
+    }
+}
+
+impl<'de> Visitor<'de> for Lenient {
+    type Value = Option<String>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(matches!(self, Lenient::Str).then(|| v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(matches!(self, Lenient::Str).then_some(v))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element_seed(Lenient::Skip)?.is_some() {}
+        Ok(None)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut value = None;
+        if let Lenient::Keyword = self {
+            while let Some(is_value) = map.next_key_seed(IsValueKey)? {
+                if is_value {
+                    value = map.next_value_seed(Lenient::Str)?;
+                } else {
+                    map.next_value_seed(Lenient::Skip)?;
+                }
+            }
+        } else {
+            while map.next_key_seed(Lenient::Skip)?.is_some() {
+                map.next_value_seed(Lenient::Skip)?;
+            }
+        }
+        Ok(value)
+    }
+}
+
+/// Check typed keywords, in the template's keyword order (or the data's, when the template lists
+/// none); returns the delivered data or the 47003 errmsg naming the first bad field. The names
+/// and values are moved out of `data` into the delivered map rather than copied.
+fn typed_data(t: &TemplateSpec, mut data: Data) -> Result<Map<String, Value>, String> {
     let mut out = Map::new();
-    for name in names {
-        let raw = data.get(name);
-        let value = match raw {
-            None => "",
-            Some(v) => {
-                value_of(v).ok_or_else(|| format!("argument invalid! data.{name}.value invalid"))?
+    if t.keywords.is_empty() {
+        for (name, v) in data {
+            check_keyword(&mut out, name, Some(v))?;
+        }
+    } else {
+        for name in &t.keywords {
+            if out.contains_key(name.as_str()) {
+                // Listed twice in the template: already checked and kept.
+                continue;
             }
-        };
-        match keywords::check(name, value) {
-            Ok(()) => {
-                out.insert(name.to_string(), Value::String(value.to_string()));
-            }
-            Err(KeywordError::Empty) => {
-                return Err(format!("argument invalid! data.{name}.value is empty"));
-            }
-            Err(KeywordError::Invalid) => {
-                return Err(format!("argument invalid! data.{name}.value invalid"));
+            match data.remove_entry(name.as_str()) {
+                Some((name, v)) => check_keyword(&mut out, name, Some(v))?,
+                None => check_keyword(&mut out, name.clone(), None)?,
             }
         }
     }
     Ok(out)
 }
 
+/// Check one keyword (`None`: absent from the data) and keep it in `out` when it is good.
+fn check_keyword(
+    out: &mut Map<String, Value>,
+    name: String,
+    raw: Option<Keyword>,
+) -> Result<(), String> {
+    let value = match raw {
+        None => String::new(),
+        Some(Keyword(Some(v))) => v,
+        Some(Keyword(None)) => {
+            return Err(format!("argument invalid! data.{name}.value invalid"));
+        }
+    };
+    match keywords::check(&name, &value) {
+        Ok(()) => {
+            out.insert(name, Value::String(value));
+            Ok(())
+        }
+        Err(KeywordError::Empty) => Err(format!("argument invalid! data.{name}.value is empty")),
+        Err(KeywordError::Invalid) => Err(format!("argument invalid! data.{name}.value invalid")),
+    }
+}
+
 /// Legacy OA templates: values over 20 characters are cut to 20 with "…"; `first`, `remark`
 /// and colours are dropped without an error.
-fn legacy_data(data: &Map<String, Value>) -> Map<String, Value> {
+fn legacy_data(data: &Data) -> Map<String, Value> {
     data.iter()
         .filter(|(k, _)| k.as_str() != "first" && k.as_str() != "remark")
         .map(|(k, v)| {
-            let s = value_of(v).unwrap_or_default();
+            let s = v.value().unwrap_or_default();
             let shown = if s.chars().count() > 20 {
                 let mut cut: String = s.chars().take(19).collect();
                 cut.push('…');
@@ -108,7 +235,7 @@ struct TemplateSend {
     miniprogram: Option<Value>,
     client_msg_id: Option<String>,
     #[serde(default)]
-    data: Map<String, Value>,
+    data: Data,
 }
 
 /// `POST /cgi-bin/message/template/send`.
@@ -117,7 +244,7 @@ pub(crate) async fn template_send(
     Query(q): Query<TokenQuery>,
     body: Bytes,
 ) -> Response {
-    let (app, m) = match open_call::<TemplateSend>(
+    let (app, mut m) = match open_call::<TemplateSend>(
         &sim,
         q.access_token.as_deref(),
         AppKind::OfficialAccount,
@@ -142,7 +269,7 @@ pub(crate) async fn template_send(
     };
     let data = match template.style {
         TemplateStyle::Legacy => legacy_data(&m.data),
-        TemplateStyle::Typed => match typed_data(template, &m.data) {
+        TemplateStyle::Typed => match typed_data(template, std::mem::take(&mut m.data)) {
             Ok(d) => d,
             Err(msg) => {
                 drop(st);
@@ -162,7 +289,7 @@ pub(crate) async fn template_send(
         let msgid = *msgid;
         drop(st);
         bump(&app.counters.dedupe_hits);
-        return json_reply(&json!({"errcode": 0, "errmsg": "ok", "msgid": msgid}));
+        return ok_msgid(msgid);
     }
     let code = match st.follow_state(&to) {
         Follow::Follower => 0,
@@ -185,7 +312,8 @@ pub(crate) async fn template_send(
         st.dedupe
             .insert((to.clone(), c.clone()), (msgid, now + window_ms));
     }
-    let mut content = json!({"data": data});
+    // `json!({"data": data})` would deep-copy `data` through `to_value`; move it instead.
+    let mut content = Value::Object(Map::from_iter([("data".to_string(), Value::Object(data))]));
     if let Some(u) = m.url {
         content["url"] = Value::String(u);
     }
@@ -213,7 +341,7 @@ pub(crate) async fn template_send(
             duplicate,
         },
     );
-    json_reply(&json!({"errcode": 0, "errmsg": "ok", "msgid": msgid}))
+    ok_msgid(msgid)
 }
 
 /// Count a delivery (and a duplicate) and put it in the log.
@@ -233,7 +361,7 @@ struct SubscribeSend {
     miniprogram_state: Option<String>,
     lang: Option<String>,
     #[serde(default)]
-    data: Map<String, Value>,
+    data: Data,
 }
 
 /// `POST /cgi-bin/message/subscribe/send` (Mini Program).
@@ -242,7 +370,7 @@ pub(crate) async fn subscribe_send(
     Query(q): Query<TokenQuery>,
     body: Bytes,
 ) -> Response {
-    let (app, m) = match open_call::<SubscribeSend>(
+    let (app, mut m) = match open_call::<SubscribeSend>(
         &sim,
         q.access_token.as_deref(),
         AppKind::MiniProgram,
@@ -275,7 +403,7 @@ pub(crate) async fn subscribe_send(
         return reject_std(&app, 40037);
     };
     let one_time = template.subscription == Subscription::OneTime;
-    let data = match typed_data(template, &m.data) {
+    let data = match typed_data(template, std::mem::take(&mut m.data)) {
         Ok(d) => d,
         Err(msg) => {
             drop(st);
@@ -321,7 +449,8 @@ pub(crate) async fn subscribe_send(
     }
     st.daily.sends += 1;
     let msgid = sim.next_msgid();
-    let mut content = json!({"data": data});
+    // `json!({"data": data})` would deep-copy `data` through `to_value`; move it instead.
+    let mut content = Value::Object(Map::from_iter([("data".to_string(), Value::Object(data))]));
     if let Some(p) = m.page {
         content["page"] = Value::String(p);
     }
@@ -346,5 +475,115 @@ pub(crate) async fn subscribe_send(
             duplicate,
         },
     );
-    json_reply(&json!({"errcode": 0, "errmsg": "ok", "msgid": msgid}))
+    ok_msgid(msgid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the handlers read before `Keyword`: a `Value` map and `value_of`.
+    fn via_value(body: &str) -> Result<Vec<(String, Option<String>)>, ()> {
+        let m: Map<String, Value> = serde_json::from_str(body).map_err(|_| ())?;
+        Ok(m.iter()
+            .map(|(k, v)| {
+                let s = v.get("value").and_then(Value::as_str).map(str::to_owned);
+                (k.clone(), s)
+            })
+            .collect())
+    }
+
+    fn via_keyword(body: &str) -> Result<Vec<(String, Option<String>)>, ()> {
+        let m: Data = serde_json::from_str(body).map_err(|_| ())?;
+        Ok(m.into_iter().map(|(k, v)| (k, v.0)).collect())
+    }
+
+    /// `typed_data` as it was, on a `Value` map, copying names and values.
+    fn typed_data_via_value(
+        t: &TemplateSpec,
+        data: &Map<String, Value>,
+    ) -> Result<Map<String, Value>, String> {
+        let names: Vec<&str> = if t.keywords.is_empty() {
+            data.keys().map(String::as_str).collect()
+        } else {
+            t.keywords.iter().map(String::as_str).collect()
+        };
+        let mut out = Map::new();
+        for name in names {
+            let value = match data.get(name) {
+                None => "",
+                Some(v) => v
+                    .get("value")
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| format!("argument invalid! data.{name}.value invalid"))?,
+            };
+            match keywords::check(name, value) {
+                Ok(()) => {
+                    out.insert(name.to_string(), Value::String(value.to_string()));
+                }
+                Err(KeywordError::Empty) => {
+                    return Err(format!("argument invalid! data.{name}.value is empty"));
+                }
+                Err(KeywordError::Invalid) => {
+                    return Err(format!("argument invalid! data.{name}.value invalid"));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn typed_data_checks_and_delivers_as_before() {
+        let templates = [
+            TemplateSpec::typed("T", &["thing1", "amount2", "time3", "character_string4"]),
+            TemplateSpec::typed("T", &["thing1", "time3", "thing1"]),
+            TemplateSpec::typed("T", &[]),
+        ];
+        let bodies = [
+            r#"{"thing1":{"value":"Order shipped"},"amount2":{"value":"¥9.90"},"time3":{"value":"15:01"},"character_string4":{"value":"SN1"},"extra9":{"value":"x"}}"#,
+            r#"{"thing1":{"value":"ok"},"time3":{"value":"not a time"}}"#,
+            r#"{"thing1":{"value":"ok"},"time3":{"value":""}}"#,
+            r#"{"thing1":{"value":"ok"},"time3":{"value":15}}"#,
+            r#"{"thing1":{"value":"ok"},"time3":"15:01"}"#,
+            r#"{"time3":{"value":"15:01"}}"#,
+            r#"{"thing1":{"value":"much too long for a thing keyword, over twenty"}}"#,
+            r#"{}"#,
+        ];
+        for t in &templates {
+            for body in bodies {
+                let want = typed_data_via_value(t, &serde_json::from_str(body).unwrap());
+                let got = typed_data(t, serde_json::from_str(body).unwrap());
+                assert_eq!(got, want, "{:?} {body}", t.keywords);
+            }
+        }
+    }
+
+    #[test]
+    fn keyword_reads_what_a_value_map_reads() {
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(200), "]".repeat(200));
+        let cases = [
+            r#"{"thing1":{"value":"Order shipped"},"amount2":{"value":"¥9.90"}}"#,
+            r##"{"a":{"value":"x","color":"#173177"},"b":{"color":"red"}}"##,
+            r#"{"a":{"value":1},"b":{"value":null},"c":{"value":["x"]},"d":{"value":{"v":"x"}}}"#,
+            r#"{"a":"plain","b":7,"c":null,"d":[{"value":"x"}],"e":true,"f":-1.5e3}"#,
+            r#"{"a":{"value":"first","value":"second"},"a":{"value":"third"}}"#,
+            r#"{"a":{"value":"one","value":2}}"#,
+            r#"{"a":{"\u0076alue":"escaped key"},"\u0062":{"value":"\u4e2d\n"}}"#,
+            r#"{"a":{"value":"x","n":1e400}}"#,
+            r#"{"a":{"value":"x","n":18446744073709551616}}"#,
+            r#"{"a":{"value":"\ud800"}}"#,
+            r#"{"a":{"value":"x"},}"#,
+            r#"{"a":{"value":"x"}"#,
+            r#"[{"value":"x"}]"#,
+            r#"null"#,
+            r#"{}"#,
+            &deep,
+        ];
+        for body in cases {
+            assert_eq!(via_keyword(body), via_value(body), "{body}");
+        }
+        let bad_utf8 = b"{\"a\":{\"value\":\"x\",\"n\":\"\xff\"}}";
+        assert!(serde_json::from_slice::<Map<String, Value>>(bad_utf8).is_err());
+        assert!(serde_json::from_slice::<Data>(bad_utf8).is_err());
+    }
 }

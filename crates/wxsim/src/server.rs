@@ -94,6 +94,9 @@ pub(crate) async fn serve(listener: TcpListener, router: Router, mut stop: watch
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
                 .keep_alive(true)
+                // Replies are small: copying head and body into one buffer for one `write` is
+                // cheaper than a vectored write (bench/README.md, sim_template_send).
+                .writev(false)
                 .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc));
             // Dropping `conn` closes the socket without a reply.
             tokio::select! {
