@@ -4,6 +4,7 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod coord;
 pub mod crypto;
 pub mod demo;
 pub mod metrics;
