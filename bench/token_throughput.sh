@@ -27,7 +27,7 @@ PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-wait_up() { for _ in $(seq 100); do curl -fsS -o /dev/null "$1" && return 0; sleep 0.1; done; log "$1 did not come up"; exit 1; }
+wait_up() { for _ in $(seq 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; log "$1 did not come up"; exit 1; }
 
 target/release/wxsim --listen "127.0.0.1:$SIM_PORT" >"$WORK/sim.log" 2>&1 & PIDS+=($!)
 wait_up "$SIM/_sim/stats"

@@ -20,8 +20,10 @@ const FORCE_PER_DAY: u32 = 20;
 const FORCE_SPACING_MS: i64 = 30_000;
 /// How long a configuration error keeps the breaker open before one probe is allowed.
 const CONFIG_COOLDOWN_MS: i64 = 5 * 60_000;
-/// How long a transient failure (after its retries) keeps the breaker open.
+/// How long a transient failure (after its retries) keeps the breaker open; it doubles with each
+/// failure in a row up to `TRANSIENT_COOLDOWN_MAX_MS`, so an outage cannot spend the day's budget.
 const TRANSIENT_COOLDOWN_MS: i64 = 5_000;
+const TRANSIENT_COOLDOWN_MAX_MS: i64 = 5 * 60_000;
 
 /// Start the app's one fetch and return the receiver its callers wait on. The caller holds the
 /// slot's lock and has checked that no fetch is under way.
@@ -42,8 +44,17 @@ pub(crate) fn start(
         let mut st = slot.state();
         st.inflight = None;
         let outcome = match result {
-            Ok((fetched, at_ms)) => Ok(install(&mut st, fetched, at_ms)),
-            Err(e) => {
+            Ok((fetched, at_ms)) => {
+                st.transient_failures = 0;
+                Ok(install(&mut st, fetched, at_ms))
+            }
+            Err(mut e) => {
+                if let TokenError::Unavailable { retry_at_ms, .. } = &mut e {
+                    let n = st.transient_failures.min(6);
+                    st.transient_failures += 1;
+                    let cooldown = (TRANSIENT_COOLDOWN_MS << n).min(TRANSIENT_COOLDOWN_MAX_MS);
+                    *retry_at_ms = inner.clock.now_ms() + cooldown;
+                }
                 if let Some(until_ms) = e.retry_at_ms() {
                     st.block = Some(Block {
                         until_ms,
@@ -153,6 +164,14 @@ async fn run(inner: &Inner, slot: &AppSlot) -> Result<(Fetched, i64), TokenError
         };
         let started = Instant::now();
         let result = inner.upstream.fetch(&creds, force).await;
+        if let Err(FetchError::Connect(_)) = &result {
+            // Never reached WeChat: it costs no quota, so it costs no budget either.
+            let mut st = slot.state();
+            st.fetches_today = st.fetches_today.saturating_sub(1);
+            if force {
+                st.forces_today = st.forces_today.saturating_sub(1);
+            }
+        }
         metrics::histogram!("wxgate_token_fetch_seconds", "app" => slot.id.clone())
             .record(started.elapsed().as_secs_f64());
         let outcome = match &result {
@@ -194,14 +213,14 @@ async fn run(inner: &Inner, slot: &AppSlot) -> Result<(Fetched, i64), TokenError
                     continue;
                 }
                 tracing::warn!(app = %slot.id, error = %e, "token fetch failed");
-                return Err(classify(e, now));
+                return Err(classify(e, now, creds.kind));
             }
         }
     }
 }
 
 /// Turn a failed fetch into the error callers see, with when the breaker lets the next try out.
-fn classify(e: FetchError, now: i64) -> TokenError {
+fn classify(e: FetchError, now: i64, kind: AppKind) -> TokenError {
     let Some(errcode) = e.errcode() else {
         return TokenError::Unavailable {
             detail: e.to_string(),
@@ -214,6 +233,11 @@ fn classify(e: FetchError, now: i64) -> TokenError {
         _ => String::new(),
     };
     match (classify_fetch(errcode), errcode) {
+        // WeCom's 45009 is a minute, hour or day frequency block; retry after a minute.
+        (ErrClass::Window, 45009) if kind == AppKind::Wecom => TokenError::QuotaWindow {
+            errcode,
+            retry_at_ms: now + 60_000,
+        },
         (ErrClass::Window, 45009) => TokenError::QuotaWindow {
             errcode,
             retry_at_ms: next_shanghai_midnight_ms(now),

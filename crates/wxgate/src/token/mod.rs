@@ -38,7 +38,13 @@ pub enum Invalidation {
     AlreadyInvalidated,
     /// The reported token is not the current one (older, or unknown); nothing changed.
     Stale,
+    /// A report already replaced this app's token less than `REPORT_INTERVAL` ago; the token
+    /// is kept, so a caller that reports every token it gets cannot spend the day's budget.
+    Throttled,
 }
+
+/// Reports withdraw an app's token at most once per this interval.
+pub const REPORT_INTERVAL_MS: i64 = 30_000;
 
 pub(crate) struct Inner {
     pub upstream: Upstream,
@@ -205,15 +211,21 @@ impl TokenManager {
                 Some(t) if t.value.expose() == reported => {
                     if t.invalid || st.invalidated_generation == Some(t.generation) {
                         Invalidation::AlreadyInvalidated
+                    } else if st
+                        .last_applied_report_ms
+                        .is_some_and(|at| now - at < REPORT_INTERVAL_MS)
+                    {
+                        tracing::warn!(app = %id, "token reported rejected again within 30 s of the last replacement; keeping it (is a caller reporting tokens of another app?)");
+                        Invalidation::Throttled
                     } else {
+                        st.last_applied_report_ms = Some(now);
                         st.invalidated_generation = Some(t.generation);
                         st.rejected = Some(t.value.clone());
                         if let Some(c) = st.current.as_mut() {
                             c.invalid = true;
                         }
                         refresher::note_foreign_refresh(&slot, &mut st, &t, now);
-                        // A report may lift a breaker opened by a transient failure, but never
-                        // a configuration or quota breaker.
+                        // No fetch while a breaker is open: the report waits for it to close.
                         if st.inflight.is_none()
                             && st.block.as_ref().is_none_or(|b| b.until_ms <= now)
                         {
@@ -236,6 +248,7 @@ fn label(i: Invalidation) -> &'static str {
         Invalidation::Applied => "applied",
         Invalidation::AlreadyInvalidated => "already_invalidated",
         Invalidation::Stale => "stale",
+        Invalidation::Throttled => "throttled",
     }
 }
 

@@ -79,6 +79,10 @@ pub(crate) struct SlotState {
     pub last_force_ms: Option<i64>,
     /// Foreign-refresher warnings are logged once per episode (until this time).
     pub foreign_quiet_until_ms: i64,
+    /// Transient failures in a row; each doubles the breaker's cool-down (5 s up to 5 min).
+    pub transient_failures: u32,
+    /// When a report last withdrew a token; reports are acted on at most once per interval.
+    pub last_applied_report_ms: Option<i64>,
 }
 
 impl SlotState {
@@ -122,6 +126,8 @@ impl AppSlot {
                 forces_today: 0,
                 last_force_ms: None,
                 foreign_quiet_until_ms: 0,
+                transient_failures: 0,
+                last_applied_report_ms: None,
             }),
             changed: Notify::new(),
             cancel,

@@ -16,6 +16,8 @@ pub fn http_client(timeout: std::time::Duration) -> reqwest::Client {
         .pool_idle_timeout(std::time::Duration::from_secs(50))
         .pool_max_idle_per_host(64)
         .tcp_nodelay(true)
+        // A redirect would re-send the stable_token body, secret included, to another host.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("a reqwest client with static settings always builds")
 }

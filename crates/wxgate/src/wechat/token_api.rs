@@ -21,19 +21,31 @@ pub struct Credentials {
     pub token_api: TokenApi,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Fetched {
     pub access_token: String,
     pub expires_in: i64,
+}
+
+impl std::fmt::Debug for Fetched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fetched")
+            .field("access_token", &"[redacted]")
+            .field("expires_in", &self.expires_in)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FetchError {
     #[error("WeChat answered errcode {errcode}: {errmsg}")]
     WeChat { errcode: i64, errmsg: String },
-    /// Nothing came back: connect failure, reset, timeout. May or may not have reached WeChat.
+    /// Nothing came back: reset, timeout. May or may not have reached WeChat.
     #[error("no answer from WeChat: {0}")]
     Transport(String),
+    /// The connection could not be made: the request never reached WeChat.
+    #[error("cannot reach WeChat: {0}")]
+    Connect(String),
     #[error("WeChat answered HTTP {0}")]
     Http(u16),
     #[error("WeChat's answer could not be read: {0}")]
@@ -54,7 +66,7 @@ impl FetchError {
             FetchError::WeChat { errcode, .. } => {
                 crate::wechat::classify_fetch(*errcode) == crate::wechat::ErrClass::Backoff
             }
-            FetchError::Transport(_) | FetchError::Decode(_) => true,
+            FetchError::Transport(_) | FetchError::Connect(_) | FetchError::Decode(_) => true,
             FetchError::Http(s) => *s >= 500 || *s == 429,
         }
     }
@@ -64,6 +76,7 @@ impl FetchError {
         match self {
             FetchError::WeChat { errcode, .. } => format!("errcode_{errcode}"),
             FetchError::Transport(_) => "transport".into(),
+            FetchError::Connect(_) => "connect".into(),
             FetchError::Http(s) => format!("http_{s}"),
             FetchError::Decode(_) => "decode".into(),
         }
@@ -132,10 +145,14 @@ impl Upstream {
                     "force_refresh": force,
                 })),
         };
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| FetchError::Transport(e.without_url().to_string()))?;
+        let resp = req.send().await.map_err(|e| {
+            let e = e.without_url();
+            if e.is_connect() {
+                FetchError::Connect(e.to_string())
+            } else {
+                FetchError::Transport(e.to_string())
+            }
+        })?;
         let status = resp.status();
         if !status.is_success() {
             return Err(FetchError::Http(status.as_u16()));
@@ -154,7 +171,8 @@ impl Upstream {
             });
         }
         match (reply.access_token, reply.expires_in) {
-            (Some(t), Some(e)) if !t.is_empty() && e > 0 => Ok(Fetched {
+            // WeChat says "within 7200"; anything outside a day is not a lifetime we can trust.
+            (Some(t), Some(e)) if !t.is_empty() && (0..=86_400).contains(&e) => Ok(Fetched {
                 access_token: t,
                 expires_in: e,
             }),

@@ -85,6 +85,7 @@ async fn the_daily_budget_stops_fetching_with_a_clear_error() {
     let (_, v) = app.invalidate("shop", &t1).await;
     let t2 = v["access_token"].as_str().unwrap().to_string();
     assert_eq!(app.fetches("wxdemo_oa"), 2);
+    app.clock.advance(Duration::from_secs(31)); // past the report throttle
     let (s, v) = app.invalidate("shop", &t2).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
     assert_eq!(v["code"], "fetch_budget_exhausted");
@@ -166,4 +167,59 @@ async fn quota_exhaustion_opens_the_breaker_and_the_last_good_token_is_served() 
     assert_eq!(v["code"], "wechat_quota_exhausted");
     assert_eq!(v["wechat_errcode"], 45009);
     assert_eq!(app.fetches("wxdemo_oa"), 2);
+}
+
+/// A caller that reports every token it gets (wrong app, buggy client) cannot spend the budget:
+/// reports replace a token at most once per 30 s.
+#[tokio::test]
+async fn a_caller_reporting_every_token_cannot_spend_the_budget() {
+    let app = spawn_with(SimConfig::default(), vec![shop(TokenApi::Classic)], |_| {}).await;
+    let mut token = app.token("shop").await;
+    let mut results = Vec::new();
+    for _ in 0..200 {
+        let (s, v) = app.invalidate("shop", &token).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        results.push(v["result"].as_str().unwrap().to_string());
+        token = v["access_token"].as_str().unwrap().to_string();
+    }
+    assert_eq!(results[0], "applied");
+    assert!(results[1..].iter().all(|r| r == "throttled"), "{results:?}");
+    assert_eq!(
+        app.fetches("wxdemo_oa"),
+        2,
+        "one initial fetch and one replacement"
+    );
+    app.clock.advance(Duration::from_secs(31));
+    let (_, v) = app.invalidate("shop", &token).await;
+    assert_eq!(v["result"], "applied");
+    assert_eq!(app.fetches("wxdemo_oa"), 3);
+}
+
+/// During a long WeChat outage the breaker's cool-down doubles with each failure in a row, so
+/// ten minutes of callers every 5 s cost a few dozen attempts, not hundreds.
+#[tokio::test]
+async fn an_outage_costs_a_bounded_number_of_attempts() {
+    let app = spawn_app().await;
+    app.sim.set_faults(Faults {
+        busy_rate: 1.0,
+        scope: FaultScope::Token,
+        ..Faults::default()
+    });
+    for _ in 0..120 {
+        let (s, _) = app
+            .call("GET", "/v1/apps/shop/token", Some(ADMIN), None)
+            .await;
+        assert_ne!(s, StatusCode::OK);
+        app.clock.advance(Duration::from_secs(5));
+    }
+    let attempts = app.sim.all_stats().faults.busy;
+    // Cycles of 4 attempts at about 0, 5, 15, 35, 75, 155, 315 s and then every 5 min.
+    assert!(attempts <= 40, "{attempts} attempts in 10 minutes");
+    app.sim.set_faults(Faults::default());
+    app.clock.advance(Duration::from_secs(301));
+    assert_eq!(
+        app.use_token(&app.token("shop").await).await,
+        0,
+        "recovers after the outage"
+    );
 }
