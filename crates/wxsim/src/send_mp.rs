@@ -227,6 +227,23 @@ fn legacy_data(data: &Data) -> Map<String, Value> {
         .collect()
 }
 
+/// `touser` (40003 when missing) and `template_id` (`missing_template` when missing: 40036 on
+/// OA, 40037 on MP).
+fn required(
+    app: &App,
+    touser: Option<String>,
+    template_id: Option<String>,
+    missing_template: i64,
+) -> Result<(String, String), Response> {
+    let to = touser
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| reject_std(app, 40003))?;
+    let template_id = template_id
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| reject_std(app, missing_template))?;
+    Ok((to, template_id))
+}
+
 #[derive(Deserialize)]
 struct TemplateSend {
     touser: Option<String>,
@@ -253,11 +270,9 @@ pub(crate) async fn template_send(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let Some(to) = m.touser.filter(|s| !s.is_empty()) else {
-        return reject_std(&app, 40003);
-    };
-    let Some(template_id) = m.template_id.filter(|s| !s.is_empty()) else {
-        return reject_std(&app, 40036);
+    let (to, template_id) = match required(&app, m.touser.take(), m.template_id.take(), 40036) {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     let now = sim.clock.now_ms();
     let window_ms = sim.settings().dedupe_window_secs * 1000;
@@ -379,11 +394,9 @@ pub(crate) async fn subscribe_send(
         Ok(v) => v,
         Err(r) => return r,
     };
-    let Some(to) = m.touser.filter(|s| !s.is_empty()) else {
-        return reject_std(&app, 40003);
-    };
-    let Some(template_id) = m.template_id.filter(|s| !s.is_empty()) else {
-        return reject_std(&app, 40037);
+    let (to, template_id) = match required(&app, m.touser.take(), m.template_id.take(), 40037) {
+        Ok(v) => v,
+        Err(r) => return r,
     };
     if let Some(s) = &m.miniprogram_state
         && !matches!(s.as_str(), "developer" | "trial" | "formal")
