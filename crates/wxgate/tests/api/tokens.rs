@@ -46,12 +46,22 @@ async fn a_thousand_cold_callers_cause_one_upstream_fetch() {
 /// an expired or superseded token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_day_of_steady_use_refreshes_ahead_and_never_serves_a_dead_token() {
-    for api in [TokenApi::Stable, TokenApi::Classic] {
-        let app = spawn_with(SimConfig::default(), vec![shop(api)], |_| {}).await;
+    for (api, id) in [
+        (TokenApi::Stable, "steady-stable"),
+        (TokenApi::Classic, "steady-classic"),
+    ] {
+        let def = app(
+            id,
+            AppKind::OfficialAccount,
+            "wxdemo_oa",
+            "demo-oa-secret",
+            api,
+        );
+        let app = spawn_with(SimConfig::default(), vec![def], |_| {}).await;
         let mut distinct = std::collections::HashSet::new();
         for minute in 0..(24 * 60) {
             let (s, v) = app
-                .call("GET", "/v1/apps/shop/token", Some(ADMIN), None)
+                .call("GET", &format!("/v1/apps/{id}/token"), Some(ADMIN), None)
                 .await;
             assert_eq!(s, StatusCode::OK, "{api:?} minute {minute}: {v}");
             let token = v["access_token"].as_str().unwrap().to_string();
@@ -85,6 +95,20 @@ async fn a_day_of_steady_use_refreshes_ahead_and_never_serves_a_dead_token() {
             distinct.len()
         );
         assert_eq!(stats.token_fetches.stable_token_force, 0);
+        // Only the very first call waited on WeChat: every later refresh happened in the
+        // background before any caller needed it (without the refresher, callers would miss).
+        let (_, m) = app.call("GET", "/metrics", None, None).await;
+        let m = m.as_str().unwrap();
+        let count = |result: &str| {
+            let prefix =
+                format!("wxgate_token_requests_total{{app=\"{id}\",result=\"{result}\"}} ");
+            m.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()))
+                .map_or(0, |v| v.trim().parse::<u64>().unwrap())
+        };
+        assert_eq!(count("miss"), 1, "{api:?}: callers had to fetch");
+        assert_eq!(count("waited"), 0, "{api:?}: callers waited on a fetch");
+        assert_eq!(count("hit"), 24 * 60 - 1);
     }
 }
 
