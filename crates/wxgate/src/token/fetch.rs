@@ -154,23 +154,22 @@ async fn run(inner: &Inner, slot: &AppSlot) -> Result<(Fetched, i64), TokenError
                         retry_at_ms: next_ok,
                     });
                 }
-                st.forces_today += 1;
-                st.last_force_ms = Some(now);
             }
-            st.fetches_today += 1;
-            metrics::gauge!("wxgate_token_fetches_today", "app" => slot.id.clone())
-                .set(st.fetches_today as f64);
             st.rejected.clone()
         };
         let started = Instant::now();
         let result = inner.upstream.fetch(&creds, force).await;
-        if let Err(FetchError::Connect(_)) = &result {
-            // Never reached WeChat: it costs no quota, so it costs no budget either.
+        // Charged after the call (this is the app's only fetch, so nothing races it), and only
+        // if it reached WeChat: a connect failure costs no quota, so it costs no budget.
+        if !matches!(result, Err(FetchError::Connect(_))) {
             let mut st = slot.state();
-            st.fetches_today = st.fetches_today.saturating_sub(1);
+            st.fetches_today += 1;
             if force {
-                st.forces_today = st.forces_today.saturating_sub(1);
+                st.forces_today += 1;
+                st.last_force_ms = Some(now);
             }
+            metrics::gauge!("wxgate_token_fetches_today", "app" => slot.id.clone())
+                .set(st.fetches_today as f64);
         }
         metrics::histogram!("wxgate_token_fetch_seconds", "app" => slot.id.clone())
             .record(started.elapsed().as_secs_f64());
