@@ -6,41 +6,30 @@ use secrecy::{ExposeSecret, SecretString};
 use crate::config::{ApiBase, AppConfig, AppKind, Config, TokenApi};
 use crate::crypto::random_token;
 
-/// The demo apps, matching the simulator's demo world (`wxsim::demo_apps`).
+/// The simulator's demo world (`wxsim::demo_apps`) as gateway apps `shop` (OA), `miniapp`
+/// (MP) and `ops` (WeCom): the credentials are the simulator's, never typed twice.
 pub fn demo_apps() -> Vec<AppConfig> {
-    let app = |id: &str, kind, appid: &str, secret: &str, agentid| AppConfig {
-        id: id.into(),
-        kind,
-        appid: (kind != AppKind::Wecom).then(|| appid.to_string()),
-        corpid: (kind == AppKind::Wecom).then(|| appid.to_string()),
-        secret: SecretString::from(secret.to_string()),
-        agentid,
-        token_api: TokenApi::Stable,
-        daily_fetch_budget: None,
-    };
-    vec![
-        app(
-            "shop",
-            AppKind::OfficialAccount,
-            "wxdemo_oa",
-            "demo-oa-secret",
-            None,
-        ),
-        app(
-            "miniapp",
-            AppKind::MiniProgram,
-            "wxdemo_mp",
-            "demo-mp-secret",
-            None,
-        ),
-        app(
-            "ops",
-            AppKind::Wecom,
-            "wwdemo_corp",
-            "demo-wecom-secret",
-            Some(1_000_002),
-        ),
-    ]
+    wxsim::demo_apps()
+        .into_iter()
+        .map(|spec| {
+            let (id, kind) = match spec.kind {
+                wxsim::AppKind::OfficialAccount => ("shop", AppKind::OfficialAccount),
+                wxsim::AppKind::MiniProgram => ("miniapp", AppKind::MiniProgram),
+                wxsim::AppKind::Wecom => ("ops", AppKind::Wecom),
+            };
+            let wecom = kind == AppKind::Wecom;
+            AppConfig {
+                id: id.into(),
+                kind,
+                appid: (!wecom).then(|| spec.appid.clone()),
+                corpid: wecom.then(|| spec.appid.clone()),
+                secret: SecretString::from(spec.secret),
+                agentid: spec.agentid,
+                token_api: TokenApi::Stable,
+                daily_fetch_budget: None,
+            }
+        })
+        .collect()
 }
 
 /// Start the simulator and point `cfg` at it. Returns the simulator (keep it alive) and the
@@ -82,4 +71,19 @@ pub fn banner(gateway: &str, sim: &str, admin: &str) -> String {
          \n  curl -s {sim}/_sim/stats\
          \n  curl -s $WXGATE/metrics | grep wxgate_token\n"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_apps_are_valid_and_named_as_the_readme_says() {
+        let apps = demo_apps();
+        let ids: Vec<&str> = apps.iter().map(|a| a.id.as_str()).collect();
+        assert_eq!(ids, ["shop", "miniapp", "ops"]);
+        for a in &apps {
+            a.validate().unwrap_or_else(|e| panic!("{}: {e}", a.id));
+        }
+    }
 }
