@@ -7,7 +7,7 @@ use axum::{Json, response::IntoResponse};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, AppState, auth::Caller};
+use super::{ApiError, AppState, Body, auth::Caller};
 use crate::config::{AppConfig, AppKind, TokenApi};
 use crate::token::SlotStatus;
 
@@ -88,7 +88,7 @@ fn same_account(s: &AppState, def: &AppConfig) -> Option<String> {
 pub async fn create(
     State(s): State<AppState>,
     caller: Caller,
-    body: Result<Json<AppConfig>, axum::extract::rejection::JsonRejection>,
+    body: Body<AppConfig>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require_admin()?;
     let Json(def) = body?;
@@ -146,7 +146,7 @@ pub async fn rotate_secret(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: Result<Json<NewSecret>, axum::extract::rejection::JsonRejection>,
+    body: Body<NewSecret>,
 ) -> Result<Json<Option<AppView>>, ApiError> {
     caller.require_admin()?;
     api_managed(&s, &id)?;

@@ -7,7 +7,7 @@ use axum::{Json, response::IntoResponse};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{ApiError, AppState, auth::Caller};
+use super::{ApiError, AppState, Body, auth::Caller};
 use crate::store::AppScope;
 
 #[derive(Deserialize)]
@@ -21,7 +21,7 @@ pub struct NewKey {
 pub async fn create(
     State(s): State<AppState>,
     caller: Caller,
-    body: Result<Json<NewKey>, axum::extract::rejection::JsonRejection>,
+    body: Body<NewKey>,
 ) -> Result<impl IntoResponse, ApiError> {
     caller.require_admin()?;
     let Json(k) = body?;

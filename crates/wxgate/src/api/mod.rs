@@ -21,6 +21,10 @@ use secrecy::SecretString;
 
 pub use error::ApiError;
 
+/// A JSON body whose rejection the handler returns itself, after its auth checks: a caller
+/// without the right to act gets 401/403 before any word about a malformed body.
+pub type Body<T> = Result<axum::Json<T>, axum::extract::rejection::JsonRejection>;
+
 use crate::config::TokenSettings;
 use crate::crypto::MasterKey;
 use crate::store::Store;

@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::error::token_error;
-use super::{ApiError, AppState, auth::Caller};
+use super::{ApiError, AppState, Body, auth::Caller};
 use crate::token::Token;
 
 fn rfc3339(ms: i64) -> String {
@@ -51,7 +51,7 @@ pub async fn invalidate(
     State(s): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    report: Result<Json<Report>, axum::extract::rejection::JsonRejection>,
+    report: Body<Report>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require_app(&id)?;
     let Json(r) = report?;
