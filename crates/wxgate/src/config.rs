@@ -39,6 +39,9 @@ pub struct Config {
     pub database_url: String,
     #[serde(serialize_with = "redacted_url_opt")]
     pub redis_url: Option<SecretString>,
+    /// Prefix of every Redis key and of the events channel. Instances that share tokens must
+    /// use the same prefix; environments that must not (test and prod on one Redis) must not.
+    pub redis_prefix: String,
     pub wechat_api_base: ApiBase,
     pub wecom_api_base: ApiBase,
     #[serde(serialize_with = "redacted_opt")]
@@ -70,6 +73,14 @@ pub struct TokenSettings {
     pub fetch_timeout: Duration,
     /// Retries of a fetch that failed with errcode -1 or a transport error.
     pub fetch_retries: u32,
+    /// Fleet mode: how long one instance holds an app's fetch lock before another may take
+    /// over. A holder that dies costs at most this long; a live holder extends it per retry.
+    #[serde(with = "serde_util::duration")]
+    pub lock_lease: Duration,
+    /// Fleet mode: how long a caller waits for another instance's fetch before it gets a
+    /// `wechat_unavailable` error.
+    #[serde(with = "serde_util::duration")]
+    pub lock_wait: Duration,
 }
 
 /// One WeChat account: an Official Account, a Mini Program or a WeCom application.
@@ -199,6 +210,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: "sqlite://wxgate.db".into(),
             redis_url: None,
+            redis_prefix: "wxgate".into(),
             wechat_api_base: ApiBase("https://api.weixin.qq.com".into()),
             wecom_api_base: ApiBase("https://qyapi.weixin.qq.com".into()),
             admin_token: None,
@@ -220,6 +232,8 @@ impl Default for TokenSettings {
             daily_fetch_budget: 1800,
             fetch_timeout: Duration::from_secs(10),
             fetch_retries: 3,
+            lock_lease: Duration::from_secs(15),
+            lock_wait: Duration::from_secs(30),
         }
     }
 }

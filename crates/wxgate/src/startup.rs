@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use secrecy::ExposeSecret;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState, auth::KeyCache};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::coord::RedisCoord;
 use crate::crypto::{KeySource, MasterKey};
 use crate::store::Store;
 use crate::token::TokenManager;
@@ -83,7 +85,16 @@ pub async fn start(cfg: Config, clock: Clock) -> anyhow::Result<Gateway> {
         cfg.wechat_api_base.clone(),
         cfg.wecom_api_base.clone(),
     );
-    let tokens = TokenManager::new(upstream, clock, cfg.token.clone());
+    let coord = match &cfg.redis_url {
+        Some(url) => Some(
+            RedisCoord::connect(url.expose_secret(), &cfg.redis_prefix)
+                .await
+                .context("connecting to Redis (WXGATE_REDIS_URL)")?
+                .with_clock(clock.clone()),
+        ),
+        None => None,
+    };
+    let tokens = TokenManager::new(upstream, clock, cfg.token.clone(), coord);
     let config_apps: HashSet<String> = cfg.apps.iter().map(|a| a.id.clone()).collect();
     for app in &cfg.apps {
         tokens.upsert(app.clone());

@@ -13,17 +13,25 @@ pub async fn healthz() -> Json<serde_json::Value> {
 }
 
 pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    // Redis away is `degraded`, still 200: every instance keeps serving its in-process tokens,
+    // so a load balancer must not take the whole fleet out of rotation for it.
+    let redis = match s.tokens.redis_degraded() {
+        None => None,
+        Some(_) => Some(s.tokens.ping_redis().await.is_ok()),
+    };
     let (status, state) = match s.store.ping().await {
+        Ok(()) if redis == Some(false) => (StatusCode::OK, "degraded"),
         Ok(()) => (StatusCode::OK, "ready"),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: store unavailable");
             (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
         }
     };
-    (
-        status,
-        Json(json!({"status": state, "mode": s.mode, "apps": s.tokens.ids().len()})),
-    )
+    let mut body = json!({"status": state, "mode": s.mode, "apps": s.tokens.ids().len()});
+    if let Some(up) = redis {
+        body["redis"] = json!(if up { "ok" } else { "unavailable" });
+    }
+    (status, Json(body))
 }
 
 pub async fn metrics(State(s): State<AppState>) -> impl IntoResponse {

@@ -20,6 +20,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "listen",
     "database_url",
     "redis_url",
+    "redis_prefix",
     "wechat_api_base",
     "wecom_api_base",
     "admin_token",

@@ -134,6 +134,27 @@ fn bad_values_name_the_key_and_source() {
 }
 
 #[test]
+fn fleet_settings_have_defaults_and_are_checked() {
+    let cfg = load_str("", &[]).unwrap();
+    assert_eq!(cfg.redis_prefix, "wxgate");
+    assert_eq!(cfg.token.lock_lease, Duration::from_secs(15));
+    assert_eq!(cfg.token.lock_wait, Duration::from_secs(30));
+    let cfg = load_str("", &[("WXGATE_REDIS_PREFIX", "wxgate-staging")]).unwrap();
+    assert_eq!(cfg.redis_prefix, "wxgate-staging");
+    for bad in ["", "a{b}", "has space", "a:b"] {
+        let msg = err_str("", &[("WXGATE_REDIS_PREFIX", bad)]);
+        assert!(msg.contains("key `redis_prefix`"), "{bad:?}: {msg}");
+    }
+    let msg = err_str("[token]\nlock_lease = \"40s\"\n", &[]);
+    assert!(
+        msg.contains("key `token.lock_wait`") && msg.contains("at least token.lock_lease (40s)"),
+        "{msg}"
+    );
+    let msg = err_str("[token]\nlock_lease = \"100ms\"\n", &[]);
+    assert!(msg.contains("key `token.lock_lease`"), "{msg}");
+}
+
+#[test]
 fn unknown_keys_in_the_file_are_errors() {
     let msg = err_str("[token]\nrefresh_ahed = \"5m\"\n", &[]);
     assert!(

@@ -45,6 +45,10 @@ impl Config {
         if !has_scheme(&self.database_url, DATABASE_SCHEMES) {
             bad("database_url".into(), DATABASE_HELP.into());
         }
+        if !is_prefix(&self.redis_prefix) {
+            let message = "use 1 to 64 of [A-Za-z0-9_.-], e.g. \"wxgate\" or \"wxgate-staging\"";
+            bad("redis_prefix".into(), message.into());
+        }
         let redis = self.redis_url.as_ref().map(|u| u.expose_secret());
         if redis.is_some_and(|url| !has_scheme(url, REDIS_SCHEMES)) {
             bad("redis_url".into(), REDIS_HELP.into());
@@ -115,6 +119,18 @@ impl TokenSettings {
             let n = self.fetch_retries;
             let message = format!("{n} is too many (at most 10); retries spend the token quota");
             out.push(("fetch_retries", message));
+        }
+        if self.lock_lease < Duration::from_secs(1) {
+            let message = "must be at least 1s; the default is 15s".to_string();
+            out.push(("lock_lease", message));
+        }
+        if self.lock_wait < self.lock_lease {
+            let lease = show(self.lock_lease);
+            let message = format!(
+                "must be at least token.lock_lease ({lease}), so a caller outlives a crashed \
+                 lock holder; the default is 30s"
+            );
+            out.push(("lock_wait", message));
         }
         out
     }
@@ -209,6 +225,13 @@ fn valid_id(id: &str) -> bool {
 }
 
 /// Non-empty, without whitespace or control characters.
+/// A Redis key prefix: no braces (they would break the per-app hash tag), spaces or colons.
+fn is_prefix(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 fn is_token(s: &str) -> bool {
     !s.is_empty() && !s.chars().any(|c| c.is_whitespace() || c.is_control())
 }

@@ -67,6 +67,9 @@ pub enum CoordEvent {
     Unlocked { app: String },
     /// The app's breaker was opened or closed: re-read it with `get_block`.
     Block { app: String },
+    /// The stream was lost (Redis went away or stopped answering): until `Reconnected`, events
+    /// are missed and Redis is probably unreachable.
+    Disconnected,
     /// The stream is live again after it was down (also sent once when it first goes live):
     /// events may have been missed, so re-read everything.
     Reconnected,
@@ -80,7 +83,7 @@ impl CoordEvent {
             | CoordEvent::Invalidated { app, .. }
             | CoordEvent::Unlocked { app }
             | CoordEvent::Block { app } => Some(app),
-            CoordEvent::Reconnected => None,
+            CoordEvent::Reconnected | CoordEvent::Disconnected => None,
         }
     }
 }

@@ -343,6 +343,18 @@ impl RedisCoord {
         Ok(r == 1)
     }
 
+    /// How long the app's fetch lock has left to live, or `None` when nobody holds it.
+    pub async fn lock_remaining(&self, app: &str) -> Result<Option<Duration>, CoordError> {
+        let key = self.key(app, "lock")?;
+        let ms: i64 = self
+            .op(
+                "lock_remaining",
+                cmd("PTTL").arg(&key).query_async(&mut self.conn()),
+            )
+            .await?;
+        Ok((ms >= 0).then(|| Duration::from_millis(ms as u64)))
+    }
+
     /// Restart the lease at `lease` from now if this guard still owns the lock.
     pub async fn extend(&self, guard: &LockGuard, lease: Duration) -> Result<bool, CoordError> {
         let mut inv = SCRIPTS.extend.prepare_invoke();

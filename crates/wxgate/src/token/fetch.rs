@@ -10,9 +10,11 @@ use tokio::sync::watch;
 
 use super::Inner;
 use super::error::TokenError;
+use super::fleet::{self, Fleet};
 use super::slot::{AccessToken, AppSlot, Block, Outcome, SlotState, Token};
-use crate::clock::next_shanghai_midnight_ms;
+use crate::clock::{day_index, next_shanghai_midnight_ms};
 use crate::config::{AppKind, TokenApi};
+use crate::coord::{LockGuard, SharedToken};
 use crate::wechat::{ErrClass, FetchError, Fetched, classify_fetch, fetch_hint};
 
 /// WeChat allows 20 forced stable-token refreshes a day, at least 30 s apart.
@@ -31,6 +33,7 @@ pub(crate) fn start(
     inner: &Arc<Inner>,
     slot: &Arc<AppSlot>,
     st: &mut SlotState,
+    purpose: Purpose,
 ) -> watch::Receiver<Option<Outcome>> {
     // One sender, kept by the task; receivers are cloned by every waiting caller. Dropping the
     // sender without a value (a panic) wakes waiters with an error instead of hanging them.
@@ -40,13 +43,21 @@ pub(crate) fn start(
     // Its own task, so a caller that goes away cannot abort a fetch half-way. It ends when the
     // fetch ends: retries are bounded and each call has a timeout.
     tokio::spawn(async move {
-        let result = run(&inner, &slot).await;
+        let result = match &inner.fleet {
+            Some(fleet) => fleet::obtain(&inner, fleet, &slot, purpose).await,
+            None => run(&inner, &slot, &Ledger::Local, None)
+                .await
+                .map(|(f, at_ms)| Got::Fetched(f, at_ms)),
+        };
         let mut st = slot.state();
         st.inflight = None;
         let outcome = match result {
-            Ok((fetched, at_ms)) => {
+            Ok(got) => {
                 st.transient_failures = 0;
-                Ok(install(&mut st, fetched, at_ms))
+                Ok(match got {
+                    Got::Fetched(fetched, at_ms) => install(&mut st, fetched, at_ms),
+                    Got::Shared(shared) => install_shared(&mut st, &shared, false),
+                })
             }
             Err(mut e) => {
                 if let TokenError::Unavailable { retry_at_ms, .. } = &mut e {
@@ -89,6 +100,133 @@ pub(crate) async fn wait(rx: &mut watch::Receiver<Option<Outcome>>) -> Outcome {
     }
 }
 
+/// Why a fetch was started: the acceptance test for a token another instance stored differs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// A caller needs a token with at least `min_ttl` to live.
+    Serve,
+    /// The refresher: the current token is due for refresh.
+    Refresh,
+}
+
+/// A token from a fetch: fetched here (embedded mode, or fleet mode with Redis away) or the
+/// fleet's shared record (fetched here and published, or fetched by another instance).
+pub(crate) enum Got {
+    Fetched(Fetched, i64),
+    Shared(SharedToken),
+}
+
+/// Store the fleet's shared token as this instance's current one, keeping its generation so
+/// every instance names a token the same way. Never replaces the current token by an older
+/// one (unless `newer_by_fetch_time`: the caller compared fetch times, which outrank a
+/// generation this instance numbered on its own while Redis was away); the same token string
+/// is relabelled with the shared generation, whose numbering wins.
+pub(crate) fn install_shared(
+    st: &mut SlotState,
+    s: &SharedToken,
+    newer_by_fetch_time: bool,
+) -> Token {
+    if let Some(c) = &st.current
+        && !newer_by_fetch_time
+        && c.value.expose() != s.token
+        && c.generation > s.generation
+    {
+        return c.clone();
+    }
+    let same = st.current.as_ref().filter(|c| c.value.expose() == s.token);
+    let token = Token {
+        value: same.map_or_else(|| AccessToken::new(&s.token), |c| c.value.clone()),
+        generation: s.generation,
+        fetched_at_ms: s.fetched_at_ms,
+        expires_at_ms: s.expires_at_ms.max(same.map_or(0, |c| c.expires_at_ms)),
+        invalid: s.invalid || same.is_some_and(|c| c.invalid),
+    };
+    if same.is_none() {
+        st.rejected = None;
+    }
+    if token.invalid {
+        st.invalidated_generation = Some(token.generation);
+        st.rejected = Some(token.value.clone());
+    } else {
+        st.block = None;
+    }
+    st.last_generation = st.last_generation.max(s.generation);
+    st.current = Some(token.clone());
+    token
+}
+
+/// Where the daily fetch and force-refresh counts live: this process (embedded mode, or fleet
+/// mode while Redis is away), or Redis for the whole fleet. Local counts are kept in both, so
+/// an instance can fall back to them.
+pub(crate) enum Ledger<'a> {
+    Local,
+    /// The fleet's counters; `guard` is the fetch lock, extended before each retry.
+    Shared {
+        fleet: &'a Fleet,
+        guard: &'a LockGuard,
+    },
+}
+
+impl Ledger<'_> {
+    /// (fetches, forces) spent today by this app.
+    async fn spent(&self, slot: &AppSlot, now: i64) -> (u32, u32) {
+        let local = {
+            let mut st = slot.state();
+            st.roll_day(now);
+            (st.fetches_today, st.forces_today)
+        };
+        let Ledger::Shared { fleet, .. } = self else {
+            return local;
+        };
+        let day = day_index(now);
+        let fetches = fleet.call(fleet.coord.get_daily(&slot.id, "fetches", day));
+        let forces = fleet.call(fleet.coord.get_daily(&slot.id, "forces", day));
+        match tokio::join!(fetches, forces) {
+            (Ok(f), Ok(g)) => (
+                u32::try_from(f).unwrap_or(u32::MAX).max(local.0),
+                u32::try_from(g).unwrap_or(u32::MAX).max(local.1),
+            ),
+            _ => local,
+        }
+    }
+
+    /// Count one upstream call that reached WeChat.
+    async fn charge(&self, slot: &AppSlot, now: i64, force: bool) {
+        let local = {
+            let mut st = slot.state();
+            st.fetches_today += 1;
+            if force {
+                st.forces_today += 1;
+                st.last_force_ms = Some(now);
+            }
+            st.fetches_today
+        };
+        let mut shown = local;
+        if let Ledger::Shared { fleet, .. } = self {
+            let day = day_index(now);
+            if let Ok(n) = fleet
+                .call(fleet.coord.incr_daily(&slot.id, "fetches", day))
+                .await
+            {
+                shown = u32::try_from(n).unwrap_or(u32::MAX);
+            }
+            if force {
+                let _ = fleet
+                    .call(fleet.coord.incr_daily(&slot.id, "forces", day))
+                    .await;
+            }
+        }
+        metrics::gauge!("wxgate_token_fetches_today", "app" => slot.id.clone()).set(shown as f64);
+    }
+
+    /// Before a retry: keep the fleet's lock for another lease.
+    async fn keep_alive(&self, lease: Duration) {
+        if let Ledger::Shared { fleet, guard } = self {
+            let _ = fleet.call(fleet.coord.extend(guard, lease)).await;
+        }
+    }
+}
+
 /// Store a fetched token. The same value keeps its generation; a new value gets the next one.
 fn install(st: &mut SlotState, f: Fetched, at_ms: i64) -> Token {
     let same = st
@@ -115,7 +253,15 @@ fn install(st: &mut SlotState, f: Fetched, at_ms: i64) -> Token {
     token
 }
 
-async fn run(inner: &Inner, slot: &AppSlot) -> Result<(Fetched, i64), TokenError> {
+/// The upstream fetch with its budget, force-refresh and retry rules. `rejected` names a token
+/// the fleet saw rejected (besides the one this instance saw), so a stable API that returns it
+/// again is forced.
+pub(crate) async fn run(
+    inner: &Inner,
+    slot: &AppSlot,
+    ledger: &Ledger<'_>,
+    rejected: Option<AccessToken>,
+) -> Result<(Fetched, i64), TokenError> {
     let creds = slot.credentials();
     let budget = slot
         .def()
@@ -131,19 +277,19 @@ async fn run(inner: &Inner, slot: &AppSlot) -> Result<(Fetched, i64), TokenError
     let mut wecom_renewal_waited = false;
     loop {
         let now = inner.clock.now_ms();
+        let (fetches_today, forces_today) = ledger.spent(slot, now).await;
+        if fetches_today >= budget {
+            metrics::counter!("wxgate_token_fetches_total", "app" => slot.id.clone(), "outcome" => "budget_exhausted").increment(1);
+            return Err(TokenError::BudgetExhausted {
+                used: fetches_today,
+                budget,
+                retry_at_ms: next_shanghai_midnight_ms(now),
+            });
+        }
         let rejected = {
-            let mut st = slot.state();
-            st.roll_day(now);
-            if st.fetches_today >= budget {
-                metrics::counter!("wxgate_token_fetches_total", "app" => slot.id.clone(), "outcome" => "budget_exhausted").increment(1);
-                return Err(TokenError::BudgetExhausted {
-                    used: st.fetches_today,
-                    budget,
-                    retry_at_ms: next_shanghai_midnight_ms(now),
-                });
-            }
+            let st = slot.state();
             if force {
-                if st.forces_today >= FORCE_PER_DAY {
+                if forces_today >= FORCE_PER_DAY {
                     return Err(TokenError::ForceRefreshUnavailable {
                         retry_at_ms: next_shanghai_midnight_ms(now),
                     });
@@ -155,21 +301,15 @@ async fn run(inner: &Inner, slot: &AppSlot) -> Result<(Fetched, i64), TokenError
                     });
                 }
             }
-            st.rejected.clone()
+            [st.rejected.clone(), rejected.clone()]
         };
         let started = Instant::now();
         let result = inner.upstream.fetch(&creds, force).await;
-        // Charged after the call (this is the app's only fetch, so nothing races it), and only
-        // if it reached WeChat: a connect failure costs no quota, so it costs no budget.
+        // Charged after the call (this is the app's only fetch, in this process and, holding
+        // the lock, in the fleet), and only if it reached WeChat: a connect failure costs no
+        // quota, so it costs no budget.
         if !matches!(result, Err(FetchError::Connect(_))) {
-            let mut st = slot.state();
-            st.fetches_today += 1;
-            if force {
-                st.forces_today += 1;
-                st.last_force_ms = Some(now);
-            }
-            metrics::gauge!("wxgate_token_fetches_today", "app" => slot.id.clone())
-                .set(st.fetches_today as f64);
+            ledger.charge(slot, now, force).await;
         }
         metrics::histogram!("wxgate_token_fetch_seconds", "app" => slot.id.clone())
             .record(started.elapsed().as_secs_f64());
@@ -182,8 +322,9 @@ async fn run(inner: &Inner, slot: &AppSlot) -> Result<(Fetched, i64), TokenError
         match result {
             Ok(f) => {
                 let again = rejected
-                    .as_ref()
-                    .is_some_and(|r| r.expose() == f.access_token);
+                    .iter()
+                    .flatten()
+                    .any(|r| r.expose() == f.access_token);
                 if again
                     && creds.kind != AppKind::Wecom
                     && creds.token_api == TokenApi::Stable
@@ -208,6 +349,7 @@ async fn run(inner: &Inner, slot: &AppSlot) -> Result<(Fetched, i64), TokenError
                     && let Some(delay) = backoff.next()
                 {
                     tracing::warn!(app = %slot.id, error = %e, ?delay, "token fetch failed; retrying");
+                    ledger.keep_alive(inner.settings.lock_lease).await;
                     tokio::time::sleep(delay).await;
                     continue;
                 }

@@ -13,8 +13,10 @@
 
 mod error;
 mod fetch;
+mod fleet;
 mod refresher;
 mod slot;
+mod sync;
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -24,8 +26,11 @@ use tokio_util::sync::CancellationToken;
 pub use error::TokenError;
 pub use slot::{AccessToken, AppSlot, SlotStatus, Token};
 
+use self::fetch::Purpose;
+use self::fleet::Fleet;
 use crate::clock::Clock;
 use crate::config::{AppConfig, AppKind, TokenSettings};
+use crate::coord::{InvalidateResult, RedisCoord};
 use crate::wechat::Upstream;
 
 /// What an invalidation report did.
@@ -52,8 +57,26 @@ pub(crate) struct Inner {
     pub settings: TokenSettings,
     /// Apps by id. Written when apps are added, changed or removed; read on every request.
     slots: RwLock<HashMap<String, Arc<AppSlot>>>,
-    /// Parent of every slot's cancellation token: cancelling it stops all refreshers.
+    /// Parent of every slot's cancellation token: cancelling it stops all refreshers, and in
+    /// fleet mode the event subscriber and the sync task.
     shutdown: CancellationToken,
+    /// Fleet mode: the shared token, lock, budget and breaker in Redis. `None` when embedded.
+    pub(crate) fleet: Option<Fleet>,
+}
+
+impl Inner {
+    pub(crate) fn slot(&self, id: &str) -> Option<Arc<AppSlot>> {
+        self.slots
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    pub(crate) fn all_slots(&self) -> Vec<Arc<AppSlot>> {
+        let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
+        slots.values().cloned().collect()
+    }
 }
 
 /// Cheap to clone.
@@ -63,15 +86,48 @@ pub struct TokenManager {
 }
 
 impl TokenManager {
-    pub fn new(upstream: Upstream, clock: Clock, settings: TokenSettings) -> Self {
-        TokenManager {
+    /// A manager for one instance (`coord: None`) or for one instance of a fleet sharing
+    /// tokens through Redis. Must be called inside a Tokio runtime.
+    pub fn new(
+        upstream: Upstream,
+        clock: Clock,
+        settings: TokenSettings,
+        coord: Option<RedisCoord>,
+    ) -> Self {
+        let shutdown = CancellationToken::new();
+        let fleet = coord.map(|coord| {
+            // The subscriber task ends when `shutdown` is cancelled.
+            let events = coord.spawn_events(shutdown.clone());
+            Fleet::new(coord, events)
+        });
+        let manager = TokenManager {
             inner: Arc::new(Inner {
                 upstream,
                 clock,
                 settings,
                 slots: RwLock::new(HashMap::new()),
-                shutdown: CancellationToken::new(),
+                shutdown,
+                fleet,
             }),
+        };
+        if manager.inner.fleet.is_some() {
+            // Keeps in-process tokens coherent with the fleet; ends with `shutdown`.
+            tokio::spawn(sync::run(manager.inner.clone()));
+        }
+        manager
+    }
+
+    /// `None` when embedded; in fleet mode, whether Redis is unreachable right now (tokens are
+    /// then served and refreshed per instance).
+    pub fn redis_degraded(&self) -> Option<bool> {
+        self.inner.fleet.as_ref().map(Fleet::degraded)
+    }
+
+    /// In fleet mode, check that Redis answers (for `/readyz`); `Ok` when embedded.
+    pub async fn ping_redis(&self) -> Result<(), crate::coord::CoordError> {
+        match &self.inner.fleet {
+            Some(fleet) => fleet.call(fleet.coord.ping()).await,
+            None => Ok(()),
         }
     }
 
@@ -88,6 +144,16 @@ impl TokenManager {
             slot.set_def(def);
             slot.state().block = None;
             slot.changed.notify_one();
+            if self.inner.fleet.is_some() {
+                // New credentials close the fleet's breaker too, so they are tried at once.
+                let inner = self.inner.clone();
+                let id = slot.id.clone();
+                tokio::spawn(async move {
+                    if let Some(fleet) = &inner.fleet {
+                        let _ = fleet.call(fleet.coord.clear_block(&id)).await;
+                    }
+                });
+            }
             return;
         }
         let slot = Arc::new(AppSlot::new(
@@ -115,12 +181,7 @@ impl TokenManager {
     }
 
     pub fn slot(&self, id: &str) -> Option<Arc<AppSlot>> {
-        self.inner
-            .slots
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            .cloned()
+        self.inner.slot(id)
     }
 
     pub fn ids(&self) -> Vec<String> {
@@ -175,7 +236,10 @@ impl TokenManager {
                 count(id, "error");
                 return Err(b.error);
             } else {
-                (fetch::start(&self.inner, &slot, &mut st), "miss")
+                (
+                    fetch::start(&self.inner, &slot, &mut st, Purpose::Serve),
+                    "miss",
+                )
             }
         };
         count(id, how);
@@ -195,6 +259,8 @@ impl TokenManager {
 
     /// "This token was rejected": acts only if it is still the current token and this
     /// generation was not already invalidated; returns what it did and the token to use now.
+    /// In fleet mode the check is also made against Redis, atomically, so reports arriving on
+    /// every instance at once still refresh once.
     pub async fn invalidate(
         &self,
         id: &str,
@@ -204,42 +270,80 @@ impl TokenManager {
             .slot(id)
             .ok_or_else(|| TokenError::UnknownApp(id.to_string()))?;
         let now = self.inner.clock.now_ms();
-        let result = {
+        // First the local check. A token that passes is withdrawn here at once, so concurrent
+        // reports on this instance stop at `AlreadyInvalidated`, no caller gets it any more,
+        // and no fetch adopts it back from Redis.
+        let candidate = {
             let mut st = slot.state();
-            let current = st.current.clone();
-            match current {
+            match st.current.clone() {
                 Some(t) if t.value.expose() == reported => {
                     if t.invalid || st.invalidated_generation == Some(t.generation) {
-                        Invalidation::AlreadyInvalidated
+                        Err(Invalidation::AlreadyInvalidated)
                     } else if st
                         .last_applied_report_ms
                         .is_some_and(|at| now - at < REPORT_INTERVAL_MS)
                     {
                         tracing::warn!(app = %id, "token reported rejected again within 30 s of the last replacement; keeping it (is a caller reporting tokens of another app?)");
-                        Invalidation::Throttled
+                        Err(Invalidation::Throttled)
                     } else {
-                        st.last_applied_report_ms = Some(now);
                         st.invalidated_generation = Some(t.generation);
                         st.rejected = Some(t.value.clone());
                         if let Some(c) = st.current.as_mut() {
                             c.invalid = true;
                         }
-                        refresher::note_foreign_refresh(&slot, &mut st, &t, now);
-                        // No fetch while a breaker is open: the report waits for it to close.
-                        if st.inflight.is_none()
-                            && st.block.as_ref().is_none_or(|b| b.until_ms <= now)
-                        {
-                            fetch::start(&self.inner, &slot, &mut st);
-                        }
-                        Invalidation::Applied
+                        Ok(t)
                     }
                 }
-                _ => Invalidation::Stale,
+                _ => Err(Invalidation::Stale),
+            }
+        };
+        let result = match candidate {
+            Err(result) => result,
+            Ok(t) => {
+                // Redis unreachable: act as one instance would (the fleet reconciles later).
+                let shared = match &self.inner.fleet {
+                    Some(f) => f
+                        .call(f.coord.invalidate(id, reported, t.generation))
+                        .await
+                        .ok(),
+                    None => None,
+                };
+                self.withdraw(&slot, &t, shared, now)
             }
         };
         metrics::counter!("wxgate_token_invalidations_total", "app" => id.to_string(), "result" => label(result)).increment(1);
         let token = self.get(id).await?;
         Ok((result, token))
+    }
+
+    /// After a reported token was withdrawn here: start getting the next one. `shared` is what Redis
+    /// said of the report (`None` when embedded or unreachable): only the instance whose report
+    /// was applied fleet-wide counts a foreign refresh and throttles later reports.
+    fn withdraw(
+        &self,
+        slot: &Arc<AppSlot>,
+        t: &Token,
+        shared: Option<InvalidateResult>,
+        now: i64,
+    ) -> Invalidation {
+        let mut st = slot.state();
+        let result = match shared {
+            None | Some(InvalidateResult::Applied) => {
+                st.last_applied_report_ms = Some(now);
+                refresher::note_foreign_refresh(slot, &mut st, t, now);
+                Invalidation::Applied
+            }
+            // Another instance's report won: its fetch is under way, ours waits for it.
+            Some(InvalidateResult::AlreadyInvalidated) => Invalidation::AlreadyInvalidated,
+            // Redis holds another token (newer) or none: ours is withdrawn all the same, and
+            // the next get adopts Redis' token or fetches.
+            Some(InvalidateResult::Stale) => Invalidation::Stale,
+        };
+        // No fetch while a breaker is open: the report waits for it to close.
+        if st.inflight.is_none() && st.block.as_ref().is_none_or(|b| b.until_ms <= now) {
+            fetch::start(&self.inner, slot, &mut st, Purpose::Serve);
+        }
+        result
     }
 }
 

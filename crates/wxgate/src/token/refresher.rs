@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::fetch::Purpose;
 use super::slot::{AppSlot, SlotState, Token};
 use super::{Inner, fetch};
 use crate::config::{AppKind, TokenApi};
@@ -16,7 +17,7 @@ const MIN_SPACING: Duration = Duration::from_secs(10);
 const FOREIGN_QUIET_MS: i64 = 3_600_000;
 
 /// When to refresh `t`, with a jitter drawn once per token so instances spread out.
-fn refresh_at(inner: &Inner, slot: &AppSlot, t: &Token) -> i64 {
+pub(crate) fn refresh_at(inner: &Inner, slot: &AppSlot, t: &Token) -> i64 {
     let jitter_max = inner.settings.refresh_jitter.as_millis() as i64;
     let jitter = |max: i64| {
         if max <= 0 {
@@ -70,7 +71,7 @@ pub(crate) async fn run(inner: Arc<Inner>, slot: Arc<AppSlot>) {
             if st.inflight.is_some() || blocked {
                 None
             } else {
-                Some(fetch::start(&inner, &slot, &mut st))
+                Some(fetch::start(&inner, &slot, &mut st, Purpose::Refresh))
             }
         };
         if let Some(mut rx) = rx

@@ -83,6 +83,9 @@ pub(crate) struct SlotState {
     pub transient_failures: u32,
     /// When a report last withdrew a token; reports are acted on at most once per interval.
     pub last_applied_report_ms: Option<i64>,
+    /// Fleet mode with Redis away: when this instance last fetched a classic token on its own
+    /// (at most one per lock lease).
+    pub degraded_fetch_ms: Option<i64>,
 }
 
 impl SlotState {
@@ -128,6 +131,7 @@ impl AppSlot {
                 foreign_quiet_until_ms: 0,
                 transient_failures: 0,
                 last_applied_report_ms: None,
+                degraded_fetch_ms: None,
             }),
             changed: Notify::new(),
             cancel,

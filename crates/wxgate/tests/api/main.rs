@@ -3,6 +3,7 @@
 
 mod apps;
 mod auth;
+mod fleet;
 mod helpers;
 mod logs;
 mod token_failures;

@@ -49,6 +49,8 @@ impl Subscriber {
                 failures = 0;
             }
             if failures == 0 {
+                // Err only when no receiver exists right now; nobody to tell then.
+                let _ = self.tx.send(CoordEvent::Disconnected);
                 tracing::warn!(redis = %self.addr, %reason, "redis event stream lost; reconnecting");
             } else {
                 tracing::debug!(redis = %self.addr, %reason, failures, "redis event stream still down");

@@ -302,8 +302,15 @@ async fn the_lock_has_one_owner_until_released_or_expired() {
     let c = &ctx.coord;
     let long = Duration::from_secs(5);
 
+    assert_eq!(
+        c.lock_remaining("oa").await.unwrap(),
+        None,
+        "nobody holds it"
+    );
     let g1 = c.try_lock("oa", long).await.unwrap().expect("free lock");
     assert!(c.try_lock("oa", long).await.unwrap().is_none(), "held");
+    let left = c.lock_remaining("oa").await.unwrap().expect("held");
+    assert!(left > Duration::from_secs(4) && left <= long, "{left:?}");
     assert!(
         c.try_lock("mp", long).await.unwrap().is_some(),
         "other apps are independent"
@@ -507,6 +514,10 @@ async fn the_event_stream_reconnects_after_its_connection_is_killed() {
         .query_async(&mut c.conn())
         .await
         .unwrap();
+    assert_eq!(
+        next_event(&mut rx, Duration::from_secs(3)).await,
+        CoordEvent::Disconnected
+    );
     assert_eq!(
         next_event(&mut rx, Duration::from_secs(3)).await,
         CoordEvent::Reconnected
