@@ -94,6 +94,11 @@ pub async fn start(cfg: Config, clock: Clock) -> anyhow::Result<Gateway> {
         ),
         None => None,
     };
+    if coord.is_some() {
+        tracing::warn!(
+            "fleet mode with a per-instance SQLite store: apps and API keys registered over HTTP exist only on this instance; declare apps in the configuration of every instance"
+        );
+    }
     let tokens = TokenManager::new(upstream, clock, cfg.token.clone(), coord);
     let config_apps: HashSet<String> = cfg.apps.iter().map(|a| a.id.clone()).collect();
     for app in &cfg.apps {
