@@ -236,6 +236,32 @@ impl RedisCoord {
         fetched_at_ms: i64,
         based_on_generation: Option<u64>,
     ) -> Result<SharedToken, CoordError> {
+        let t = (token, expires_at_ms, fetched_at_ms);
+        self.publish(app, t, based_on_generation, false).await
+    }
+
+    /// [`publish_token`](Self::publish_token) for a token WeChat has just issued to the
+    /// caller: it is current at WeChat, so an invalid mark on the same string is cleared (WeCom
+    /// and a non-forced stable fetch hand out the same token until it expires).
+    pub async fn publish_fresh_token(
+        &self,
+        app: &str,
+        token: &str,
+        expires_at_ms: i64,
+        fetched_at_ms: i64,
+        based_on_generation: Option<u64>,
+    ) -> Result<SharedToken, CoordError> {
+        let t = (token, expires_at_ms, fetched_at_ms);
+        self.publish(app, t, based_on_generation, true).await
+    }
+
+    async fn publish(
+        &self,
+        app: &str,
+        (token, expires_at_ms, fetched_at_ms): (&str, i64, i64),
+        based_on_generation: Option<u64>,
+        fresh: bool,
+    ) -> Result<SharedToken, CoordError> {
         let key = self.key(app, "token")?;
         let ttl_ms = (expires_at_ms - self.clock.now_ms()).max(1);
         let mut inv = SCRIPTS.publish_token.prepare_invoke();
@@ -251,7 +277,8 @@ impl RedisCoord {
             )
             .arg(ttl_ms)
             .arg(self.channel())
-            .arg(app);
+            .arg(app)
+            .arg(if fresh { "1" } else { "0" });
         let r: Vec<String> = self
             .op("publish_token", inv.invoke_async(&mut self.conn()))
             .await?;

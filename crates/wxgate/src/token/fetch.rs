@@ -43,29 +43,40 @@ pub(crate) fn start(
     // Its own task, so a caller that goes away cannot abort a fetch half-way. It ends when the
     // fetch ends: retries are bounded and each call has a timeout.
     tokio::spawn(async move {
-        let result = match &inner.fleet {
-            Some(fleet) => fleet::obtain(&inner, fleet, &slot, purpose).await,
-            None => run(&inner, &slot, &Ledger::Local, None)
-                .await
-                .map(|(f, at_ms)| Got::Fetched(f, at_ms)),
-        };
+        let mut result = obtain(&inner, &slot, purpose).await;
+        // A report of this very token may have arrived while the fetch adopted it: then it is
+        // withdrawn already, and the callers need the next one. Once more, not in a loop.
+        if let Ok(Got::Shared(s)) = &result
+            && slot
+                .state()
+                .rejected
+                .as_ref()
+                .is_some_and(|r| r.expose() == s.token)
+        {
+            result = obtain(&inner, &slot, Purpose::Serve).await;
+        }
         let mut st = slot.state();
         st.inflight = None;
         let outcome = match result {
             Ok(got) => {
                 st.transient_failures = 0;
-                Ok(match got {
+                let token = match got {
                     Got::Fetched(fetched, at_ms) => install(&mut st, fetched, at_ms),
-                    Got::Shared(shared) => install_shared(&mut st, &shared, false),
-                })
-            }
-            Err(mut e) => {
-                if let TokenError::Unavailable { retry_at_ms, .. } = &mut e {
-                    let n = st.transient_failures.min(6);
-                    st.transient_failures += 1;
-                    let cooldown = (TRANSIENT_COOLDOWN_MS << n).min(TRANSIENT_COOLDOWN_MAX_MS);
-                    *retry_at_ms = inner.clock.now_ms() + cooldown;
+                    Got::Shared(shared) => install_shared(&mut st, &shared),
+                };
+                if token.invalid {
+                    Err(TokenError::Unavailable {
+                        detail: "the token was reported rejected while it was being fetched; \
+                                 ask again"
+                            .into(),
+                        wechat_errcode: None,
+                        retry_at_ms: inner.clock.now_ms(),
+                    })
+                } else {
+                    Ok(token)
                 }
+            }
+            Err(e) => {
                 if let Some(until_ms) = e.retry_at_ms() {
                     st.block = Some(Block {
                         until_ms,
@@ -86,6 +97,31 @@ pub(crate) fn start(
         let _ = tx.send(Some(outcome));
     });
     rx
+}
+
+/// One fetch: through the fleet, or alone (embedded mode).
+async fn obtain(inner: &Arc<Inner>, slot: &AppSlot, purpose: Purpose) -> Result<Got, TokenError> {
+    match &inner.fleet {
+        Some(fleet) => fleet::obtain(inner, fleet, slot, purpose).await,
+        None => run(inner, slot, &Ledger::Local, None)
+            .await
+            .map(|(f, at_ms)| Got::Fetched(f, at_ms))
+            .map_err(|e| escalate(inner, slot, e)),
+    }
+}
+
+/// A transient failure (after its retries) keeps the breaker open 5 s, doubling with each
+/// failure in a row up to 5 min, so an outage cannot spend the day's budget. Other errors
+/// carry their own reopening time.
+pub(crate) fn escalate(inner: &Inner, slot: &AppSlot, mut e: TokenError) -> TokenError {
+    if let TokenError::Unavailable { retry_at_ms, .. } = &mut e {
+        let mut st = slot.state();
+        let n = st.transient_failures.min(6);
+        st.transient_failures += 1;
+        let cooldown = (TRANSIENT_COOLDOWN_MS << n).min(TRANSIENT_COOLDOWN_MAX_MS);
+        *retry_at_ms = inner.clock.now_ms() + cooldown;
+    }
+    e
 }
 
 /// Wait for a fetch's outcome.
@@ -118,18 +154,14 @@ pub(crate) enum Got {
 
 /// Store the fleet's shared token as this instance's current one, keeping its generation so
 /// every instance names a token the same way. Never replaces the current token by an older
-/// one (unless `newer_by_fetch_time`: the caller compared fetch times, which outrank a
-/// generation this instance numbered on its own while Redis was away); the same token string
-/// is relabelled with the shared generation, whose numbering wins.
-pub(crate) fn install_shared(
-    st: &mut SlotState,
-    s: &SharedToken,
-    newer_by_fetch_time: bool,
-) -> Token {
+/// one: a different token is taken if it has a higher generation or was fetched later (a
+/// token fetched here while Redis was away has a generation numbered here alone); the same
+/// token string is relabelled with the shared generation, whose numbering wins.
+pub(crate) fn install_shared(st: &mut SlotState, s: &SharedToken) -> Token {
     if let Some(c) = &st.current
-        && !newer_by_fetch_time
         && c.value.expose() != s.token
-        && c.generation > s.generation
+        && c.generation >= s.generation
+        && c.fetched_at_ms >= s.fetched_at_ms
     {
         return c.clone();
     }

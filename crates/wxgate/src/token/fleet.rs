@@ -112,7 +112,7 @@ pub(crate) async fn obtain(
     loop {
         let shared = match fleet.call(fleet.coord.read_token(&slot.id)).await {
             Ok(s) => s,
-            Err(e) => return degraded(inner, slot, e).await,
+            Err(e) => return degraded(inner, slot, purpose, e).await,
         };
         if let Some(s) = shared.filter(|s| acceptable(inner, slot, purpose, s)) {
             metrics::counter!("wxgate_token_fetches_total", "app" => slot.id.clone(), "outcome" => "adopted").increment(1);
@@ -121,7 +121,7 @@ pub(crate) async fn obtain(
         match fleet.call(fleet.coord.get_block(&slot.id)).await {
             Ok(Some((until_ms, reason))) => return Err(decode_block(&reason, until_ms)),
             Ok(None) => {}
-            Err(e) => return degraded(inner, slot, e).await,
+            Err(e) => return degraded(inner, slot, purpose, e).await,
         }
         match fleet.call(fleet.coord.try_lock(&slot.id, lease)).await {
             Ok(Some(guard)) => {
@@ -131,7 +131,7 @@ pub(crate) async fn obtain(
                 return result;
             }
             Ok(None) => {}
-            Err(e) => return degraded(inner, slot, e).await,
+            Err(e) => return degraded(inner, slot, purpose, e).await,
         }
         let now = inner.clock.now_ms();
         if now >= deadline {
@@ -170,7 +170,7 @@ async fn hold(
     // The re-check after acquiring: a holder that finished just before we locked published.
     let shared = match fleet.call(fleet.coord.read_token(&slot.id)).await {
         Ok(s) => s,
-        Err(e) => return degraded(inner, slot, e).await,
+        Err(e) => return degraded(inner, slot, purpose, e).await,
     };
     if let Some(s) = shared
         .as_ref()
@@ -185,9 +185,25 @@ async fn hold(
     let known = slot.state().last_generation;
     let based_on = shared.as_ref().map_or(known, |s| s.generation.max(known));
     let ledger = Ledger::Shared { fleet, guard };
-    let (f, at_ms) = match fetch::run(inner, slot, &ledger, rejected).await {
+    // The lease is renewed every third of it while WeChat is being asked, so a slow but live
+    // holder keeps the lock (a dead one stops renewing and loses it within one lease).
+    let heartbeat = async {
+        let every = inner.settings.lock_lease / 3;
+        loop {
+            tokio::time::sleep(every).await;
+            let _ = fleet.coord.extend(guard, inner.settings.lock_lease).await;
+        }
+    };
+    let fetched = tokio::select! {
+        r = fetch::run(inner, slot, &ledger, rejected) => r,
+        never = heartbeat => never,
+    };
+    let (f, at_ms) = match fetched {
         Ok(v) => v,
         Err(e) => {
+            // Escalated here (not after return) so the fleet's breaker gets the same doubling
+            // cool-down as this instance's.
+            let e = fetch::escalate(inner, slot, e);
             if let Some(until_ms) = e.retry_at_ms() {
                 let _ = fleet
                     .call(fleet.coord.set_block(&slot.id, until_ms, &encode_block(&e)))
@@ -197,7 +213,7 @@ async fn hold(
         }
     };
     let expires_at_ms = at_ms + f.expires_in * 1000;
-    let published = fleet.call(fleet.coord.publish_token(
+    let published = fleet.call(fleet.coord.publish_fresh_token(
         &slot.id,
         &f.access_token,
         expires_at_ms,
@@ -234,7 +250,7 @@ fn acceptable(inner: &Inner, slot: &AppSlot, purpose: Purpose, s: &SharedToken) 
     }
 }
 
-fn as_token(s: &SharedToken) -> Token {
+pub(crate) fn as_token(s: &SharedToken) -> Token {
     Token {
         value: AccessToken::new(&s.token),
         generation: s.generation,
@@ -245,9 +261,31 @@ fn as_token(s: &SharedToken) -> Token {
 }
 
 /// Redis is away: fetch as the embedded mode does, at most once per lease for classic tokens.
-async fn degraded(inner: &Arc<Inner>, slot: &AppSlot, e: CoordError) -> Result<Got, TokenError> {
+/// A background refresh waits while the token has long to live: a Redis blip at refresh time
+/// must not make each instance fetch its own token (the refresher tries again 10 s later).
+async fn degraded(
+    inner: &Arc<Inner>,
+    slot: &AppSlot,
+    purpose: Purpose,
+    e: CoordError,
+) -> Result<Got, TokenError> {
     let now = inner.clock.now_ms();
     let lease_ms = inner.settings.lock_lease.as_millis() as i64;
+    if purpose == Purpose::Refresh {
+        let margin = inner.settings.min_ttl.as_millis() as i64 + 2 * lease_ms;
+        let st = slot.state();
+        if st
+            .current
+            .as_ref()
+            .is_some_and(|t| t.alive(now) && t.expires_at_ms - now > margin)
+        {
+            return Err(TokenError::Unavailable {
+                detail: format!("Redis is unreachable ({e}); the refresh waits for it"),
+                wechat_errcode: None,
+                retry_at_ms: now,
+            });
+        }
+    }
     let classic = slot.kind() != AppKind::Wecom && slot.token_api() == TokenApi::Classic;
     if classic {
         let mut st = slot.state();
@@ -270,6 +308,7 @@ async fn degraded(inner: &Arc<Inner>, slot: &AppSlot, e: CoordError) -> Result<G
     fetch::run(inner, slot, &Ledger::Local, None)
         .await
         .map(|(f, at_ms)| Got::Fetched(f, at_ms))
+        .map_err(|e| fetch::escalate(inner, slot, e))
 }
 
 /// Wait until an event about `app` arrives (or the stream lags or closes), at most `max`.

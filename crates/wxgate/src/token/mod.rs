@@ -123,14 +123,6 @@ impl TokenManager {
         self.inner.fleet.as_ref().map(Fleet::degraded)
     }
 
-    /// In fleet mode, check that Redis answers (for `/readyz`); `Ok` when embedded.
-    pub async fn ping_redis(&self) -> Result<(), crate::coord::CoordError> {
-        match &self.inner.fleet {
-            Some(fleet) => fleet.call(fleet.coord.ping()).await,
-            None => Ok(()),
-        }
-    }
-
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
     }
@@ -298,6 +290,11 @@ impl TokenManager {
             }
         };
         let result = match candidate {
+            // This instance does not hold the reported token (it restarted, or has not heard
+            // of it yet), but the fleet may: the caller got it from another instance.
+            Err(Invalidation::Stale) if self.inner.fleet.is_some() => {
+                self.invalidate_shared(&slot, reported, now).await
+            }
             Err(result) => result,
             Ok(t) => {
                 // Redis unreachable: act as one instance would (the fleet reconciles later).
@@ -314,6 +311,45 @@ impl TokenManager {
         metrics::counter!("wxgate_token_invalidations_total", "app" => id.to_string(), "result" => label(result)).increment(1);
         let token = self.get(id).await?;
         Ok((result, token))
+    }
+
+    /// A report of a token this instance does not hold: compare-and-invalidate it in Redis, and
+    /// if that applied, fetch the next one as the instance holding it would have.
+    async fn invalidate_shared(
+        &self,
+        slot: &Arc<AppSlot>,
+        reported: &str,
+        now: i64,
+    ) -> Invalidation {
+        let Some(fleet) = &self.inner.fleet else {
+            return Invalidation::Stale;
+        };
+        let Ok(Some(shared)) = fleet.call(fleet.coord.read_token(&slot.id)).await else {
+            return Invalidation::Stale;
+        };
+        if shared.token != reported {
+            return Invalidation::Stale;
+        }
+        let r = fleet.call(
+            fleet
+                .coord
+                .invalidate(&slot.id, reported, shared.generation),
+        );
+        let result = match r.await {
+            Ok(InvalidateResult::Applied) => Invalidation::Applied,
+            Ok(InvalidateResult::AlreadyInvalidated) => Invalidation::AlreadyInvalidated,
+            _ => return Invalidation::Stale,
+        };
+        let mut st = slot.state();
+        st.rejected = Some(AccessToken::new(reported));
+        if result == Invalidation::Applied {
+            st.last_applied_report_ms = Some(now);
+            refresher::note_foreign_refresh(slot, &mut st, &fleet::as_token(&shared), now);
+        }
+        if st.inflight.is_none() && st.block.as_ref().is_none_or(|b| b.until_ms <= now) {
+            fetch::start(&self.inner, slot, &mut st, Purpose::Serve);
+        }
+        result
     }
 
     /// After a reported token was withdrawn here: start getting the next one. `shared` is what Redis

@@ -32,10 +32,10 @@ pub(crate) async fn run(inner: Arc<Inner>) {
             ev = rx.recv() => ev,
         };
         match ev {
-            Ok(CoordEvent::Token { app, generation }) => {
-                if let Some(slot) = inner.slot(&app)
-                    && slot.state().current.as_ref().map(|t| t.generation) != Some(generation)
-                {
+            // Always re-read: a generation number alone does not identify a token, since an
+            // instance numbers a token it fetched alone (Redis away) on its own.
+            Ok(CoordEvent::Token { app, .. }) => {
+                if let Some(slot) = inner.slot(&app) {
                     adopt(&inner, fleet, &slot).await;
                 }
             }
@@ -83,53 +83,52 @@ async fn adopt(inner: &Inner, fleet: &Fleet, slot: &AppSlot) {
     if let Ok(Some(shared)) = fleet.call(fleet.coord.read_token(&slot.id)).await
         && shared.expires_at_ms > inner.clock.now_ms()
     {
-        install_shared(&mut slot.state(), &shared, false);
+        install_shared(&mut slot.state(), &shared);
         slot.changed.notify_one();
     }
 }
 
-/// After the stream was down: agree with Redis on the app's token and breaker. A token this
-/// instance holds that Redis lacks, or that was fetched after Redis' one (fetched here while
-/// Redis was away), is published; otherwise Redis' one is adopted. A few rounds settle two
-/// instances publishing at once: each round, the later-fetched token wins.
+/// After the stream was down: agree with Redis on the app's token and breaker. The token this
+/// instance held when it started (fetched here while Redis was away, or lost by an emptied
+/// Redis) is published if Redis lacks it or holds an earlier-fetched one; otherwise Redis' one
+/// is adopted. When two instances publish at once, each round compares the same held token
+/// with what Redis has now, so the later-fetched token wins.
 async fn reconcile(inner: &Inner, fleet: &Fleet, slot: &AppSlot) {
+    let now = inner.clock.now_ms();
+    let held = slot.state().current.clone().filter(|t| t.alive(now));
     for _ in 0..3 {
         let Ok(shared) = fleet.call(fleet.coord.read_token(&slot.id)).await else {
             return;
         };
         let now = inner.clock.now_ms();
-        let local = slot.state().current.clone().filter(|t| t.alive(now));
-        let ours_is_newer = match (&local, &shared) {
-            (Some(l), Some(s)) => {
-                l.value.expose() != s.token
-                    && (l.fetched_at_ms > s.fetched_at_ms || s.expires_at_ms <= now)
-            }
+        let shared = shared.filter(|s| s.expires_at_ms > now);
+        let publish = match (&held, &shared) {
+            (Some(h), Some(s)) => h.value.expose() != s.token && h.fetched_at_ms > s.fetched_at_ms,
             (Some(_), None) => true,
             (None, _) => false,
         };
-        match (local, shared) {
-            (Some(l), shared) if ours_is_newer => {
-                let based_on = shared.map_or(l.generation, |s| s.generation.max(l.generation));
+        match (&held, shared) {
+            (Some(h), shared) if publish => {
+                let based_on = shared.map_or(h.generation, |s| s.generation.max(h.generation));
                 let published = fleet.coord.publish_token(
                     &slot.id,
-                    l.value.expose(),
-                    l.expires_at_ms,
-                    l.fetched_at_ms,
+                    h.value.expose(),
+                    h.expires_at_ms,
+                    h.fetched_at_ms,
                     Some(based_on),
                 );
                 match fleet.call(published).await {
-                    Ok(stored) => {
-                        let theirs_later = stored.fetched_at_ms > l.fetched_at_ms;
-                        install_shared(&mut slot.state(), &stored, theirs_later);
-                        if stored.token == l.value.expose() {
-                            break;
-                        }
+                    Ok(stored) if stored.token == h.value.expose() => {
+                        install_shared(&mut slot.state(), &stored);
+                        break;
                     }
+                    // Someone published meanwhile: compare again.
+                    Ok(_) => continue,
                     Err(_) => return,
                 }
             }
-            (_, Some(s)) if s.expires_at_ms > now => {
-                install_shared(&mut slot.state(), &s, true);
+            (_, Some(s)) => {
+                install_shared(&mut slot.state(), &s);
                 break;
             }
             _ => break,
@@ -146,10 +145,17 @@ async fn read_block(fleet: &Fleet, slot: &AppSlot) {
     };
     {
         let mut st = slot.state();
-        st.block = block.map(|(until_ms, reason)| Block {
-            until_ms,
-            error: decode_block(&reason, until_ms),
-        });
+        st.block = match block {
+            // The later of the two: this instance may have escalated further than the fleet.
+            Some((until_ms, _)) if st.block.as_ref().is_some_and(|b| b.until_ms >= until_ms) => {
+                st.block.take()
+            }
+            Some((until_ms, reason)) => Some(Block {
+                until_ms,
+                error: decode_block(&reason, until_ms),
+            }),
+            None => None,
+        };
     }
     slot.changed.notify_one();
 }

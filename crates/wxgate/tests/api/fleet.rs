@@ -201,3 +201,35 @@ async fn a_revoked_token_reported_on_every_instance_is_refreshed_once() {
         assert_eq!(trio.app.use_token(&t).await, 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_reaching_an_instance_that_never_held_the_token_still_acts() {
+    let trio = Trio::start(vec![oa("shop", TokenApi::Classic)]).await;
+    let bases = trio.bases();
+    // Only instance 0 has served (and holds) the token; instance 2 has never seen it.
+    let first = trio.token_at(&bases[0], "shop").await;
+    trio.app.sim.revoke_token("wxdemo_oa");
+    let r = trio
+        .app
+        .http
+        .post(format!("{}/v1/apps/shop/token/invalidate", bases[2]))
+        .bearer_auth(ADMIN)
+        .json(&serde_json::json!({ "access_token": first }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["result"], "applied", "{v}");
+    let next = v["access_token"].as_str().unwrap().to_string();
+    assert_ne!(
+        next, first,
+        "the reporter must not get the rejected token back"
+    );
+    assert_eq!(trio.app.use_token(&next).await, 0);
+    assert_eq!(trio.app.fetches("wxdemo_oa"), 2);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for base in &bases {
+        assert_eq!(trio.token_at(base, "shop").await, next, "{base}");
+    }
+}

@@ -254,7 +254,13 @@ pub async fn use_token(http: &reqwest::Client, sim_base: &str, token: &str) -> i
         .json()
         .await
         .unwrap();
-    v["errcode"].as_i64().unwrap_or(0)
+    // Success is `{"ip_list": [...]}` without an errcode; anything else must carry one.
+    if v.get("ip_list").is_some() {
+        return 0;
+    }
+    v["errcode"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no ip_list and no errcode: {v}"))
 }
 
 /// Poll `f` until it returns true or `within` passes; returns whether it did.

@@ -286,6 +286,18 @@ async fn invalidate_applies_once_per_generation_and_only_to_the_named_token() {
             .unwrap()
             .invalid
     );
+    // WeChat issuing the same string again (WeCom, or stable outside its rotation window)
+    // vouches for it: the mark is cleared, the generation kept.
+    let again = c
+        .publish_fresh_token("oa", "A", exp, now, Some(1))
+        .await
+        .unwrap();
+    assert_eq!((again.generation, again.invalid), (1, false));
+    assert!(!c.read_token("oa").await.unwrap().unwrap().invalid);
+    assert_eq!(
+        c.invalidate("oa", "A", 1).await.unwrap(),
+        InvalidateResult::Applied
+    );
     let b = c.publish_token("oa", "B", exp, now, Some(1)).await.unwrap();
     assert_eq!((b.generation, b.invalid), (2, false));
     assert_eq!(

@@ -6,6 +6,8 @@
 -- ARGV[1] token   ARGV[2] expires_at_ms   ARGV[3] fetched_at_ms
 -- ARGV[4] based_on_generation ('' = none)   ARGV[5] TTL in ms (from the caller's clock)
 -- ARGV[6] events channel   ARGV[7] app id
+-- ARGV[8] '1' when WeChat just issued this token to the caller (it is current at WeChat, so an
+--         invalid mark on the same string is cleared), else '0'
 --
 -- Returns {wrote, token, generation, expires_at_ms, fetched_at_ms, invalid}, all strings: the
 -- record stored after the call. Numbers from ARGV are stored as the caller wrote them (a Lua
@@ -18,7 +20,16 @@ end
 
 if cur[1] and cur[1] == ARGV[1] then
   -- The same token again: keep its generation and its invalid mark (a token reported rejected
-  -- stays rejected even if the stable API hands it out again); only ever extend its expiry.
+  -- stays rejected when another instance merely republishes it); only ever extend its expiry.
+  -- WeChat issuing it again vouches for it: then the mark is cleared.
+  if ARGV[8] == '1' and cur[5] == '1' then
+    redis.call('HSET', KEYS[1], 'invalid', '0')
+    cur[5] = '0'
+    if tonumber(ARGV[2]) <= tonumber(cur[3]) then
+      event(tonumber(cur[2]))
+      return {'1', cur[1], cur[2], cur[3], cur[4], '0'}
+    end
+  end
   if tonumber(ARGV[2]) > tonumber(cur[3]) then
     redis.call('HSET', KEYS[1], 'expires_at_ms', ARGV[2], 'fetched_at_ms', ARGV[3])
     redis.call('PEXPIRE', KEYS[1], ARGV[5])
