@@ -26,15 +26,17 @@ command -v redis-server >/dev/null || apt-get install -y redis-server >&2
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 WORK="$(mktemp -d)"; ADMIN="bench-admin-$RANDOM$RANDOM"
+# A fleet shares one master key (every instance must open the same sealed secrets).
+MASTER_KEY="$(target/release/wxgate gen-key | grep -Eo '[0-9a-f]{64}' | head -1)"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
 trap cleanup EXIT
-wait_up() { for _ in $(seq 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; log "$1 did not come up"; exit 1; }
+wait_up() { for _ in $(seq 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; log "$1 did not come up"; return 1; }
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
 SIM_PORT="$(free_port)"; SIM="http://127.0.0.1:$SIM_PORT"
 target/release/wxsim --listen "127.0.0.1:$SIM_PORT" >"$WORK/sim.log" 2>&1 & PIDS+=($!)
-wait_up "$SIM/_sim/stats"
+wait_up "$SIM/_sim/stats" || exit 1
 REDIS_PORT="$(free_port)"
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 & PIDS+=($!)
 for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
@@ -44,11 +46,11 @@ APPS='[{id="shop",kind="official_account",appid="wxdemo_oa",secret="demo-oa-secr
 start_gw() {
   mkdir -p "$WORK/$1"
   ( cd "$WORK/$1" && env RUST_LOG=warn WXGATE_LISTEN="127.0.0.1:$2" WXGATE_ADMIN_TOKEN="$ADMIN" \
-      WXGATE_DATABASE_URL="sqlite://$WORK/$1/wxgate.db" WXGATE_MASTER_KEY_FILE="$WORK/$1/wxgate.key" \
+      WXGATE_DATABASE_URL="sqlite://$WORK/$1/wxgate.db" WXGATE_MASTER_KEY="$MASTER_KEY" \
       WXGATE_WECHAT_API_BASE="$SIM" WXGATE_WECOM_API_BASE="$SIM" WXGATE_APPS="$APPS" \
       ${3:+WXGATE_REDIS_URL="$3"} "$OLDPWD/target/release/wxgate" serve >"$WORK/$1/gw.log" 2>&1 ) &
   PIDS+=($!)
-  wait_up "http://127.0.0.1:$2/healthz"
+  wait_up "http://127.0.0.1:$2/healthz" || { cat "$WORK/$1/gw.log" >&2; exit 1; }
 }
 EMB_PORT="$(free_port)"; start_gw embedded "$EMB_PORT"
 FLEET=()
