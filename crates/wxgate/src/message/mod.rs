@@ -204,12 +204,11 @@ pub fn prepare_campaign(
     let (keep, duplicates_skipped) = recipients::first_occurrences(&recipients, kind);
     let mut messages = Vec::with_capacity(recipients.len() - duplicates_skipped);
     let template = shared.template().to_owned();
-    for ((i, r), keep) in recipients.into_iter().enumerate().zip(keep) {
+    for ((i, mut r), keep) in recipients.into_iter().enumerate().zip(keep) {
         if !keep {
             continue;
         }
         let path = |what: &str| format!("recipients[{i}].{what}");
-        let mut r = r;
         let body = match &shared {
             Shared::Keywords(k) => {
                 recipients::check_openid(&r.to, kind, &mut errs, r.line, || path("to"));

@@ -52,7 +52,8 @@ pub struct Recipient {
 }
 
 /// What to send, shared by a message and a campaign. Fields of another message type are
-/// reported by `prepare` as `not_allowed`, with the type they belong to.
+/// reported by `prepare` as `not_allowed`, with the type they belong to. Read it as part of a
+/// `MessageRequest` or `CampaignRequest`: only they collect the msgtype-named WeCom bodies.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Content {

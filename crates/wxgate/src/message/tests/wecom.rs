@@ -325,3 +325,19 @@ fn a_wecom_app_needs_an_agentid() {
         one("app", "app_misconfigured")
     );
 }
+
+#[test]
+fn video_and_textcard_limits_at_the_edge() {
+    let video = |title: String, description: String| json!({"media_id":"M","title":title,"description":description});
+    let ok = wecom_ok("video", video("t".repeat(128), "d".repeat(512)), false);
+    assert_eq!(ok, video("t".repeat(128), "d".repeat(512)));
+    let cut = wecom_ok("video", video("t".repeat(129), "说".repeat(171)), false); // 129 B, 513 B
+    assert_eq!(cut["title"].as_str().unwrap().len(), 128);
+    assert_eq!(cut["description"], format!("{}…", "说".repeat(169)));
+    let url = format!("https://x/{}", "a".repeat(2038)); // exactly 2048 bytes
+    let card = json!({"title":"t","description":"d","url":url});
+    assert_eq!(wecom_ok("textcard", card.clone(), false), card);
+    let card = json!({"title":"t","description":"描".repeat(171),"url":"https://x"});
+    let cut = wecom_ok("textcard", card, false);
+    assert!(cut["description"].as_str().unwrap().len() <= 512);
+}
