@@ -78,8 +78,8 @@ pub fn check_kind(app: &AppConfig, kind: MessageType) -> Result<(), ValidationEr
         "type",
         "wrong_app_kind",
         format!(
-            "type {kind} is sent by a {} app, and app {:?} is a {}: send type {} from it, or \
-             pick a {} app",
+            "type {kind} needs an app of kind {}, and app {:?} is of kind {}: send type {} \
+             from it, or use an app of kind {}",
             kind_name(needed),
             app.id,
             kind_name(app.kind),
