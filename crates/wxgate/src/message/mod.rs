@@ -39,11 +39,11 @@ use content::Shared;
 use error::{Errors, with_line};
 
 pub use self::csv::parse_csv;
-pub use audience::{ALL, Audience, MAX_PARTIES, MAX_TAGS, MAX_USERS};
+pub use audience::{ALL, MAX_PARTIES, MAX_TAGS, MAX_USERS};
 pub use body::{WECOM_DUPLICATE_CHECK_INTERVAL_SECS, with_client_msg_id};
 pub use data::MAX_KEYWORDS;
 pub use error::{FieldError, MAX_ERRORS, ValidationError};
-pub use keywords::{KeywordType, LEGACY_MAX_CHARS};
+pub use keywords::LEGACY_MAX_CHARS;
 pub use request::{
     CampaignRequest, Content, Data, Ids, Lang, MessageRequest, MiniProgramLink, MiniProgramState,
     Recipient, WecomMsgType,
