@@ -87,7 +87,8 @@ pub fn check_audience(
     }
 }
 
-/// Splits, checks and de-duplicates one id list (order kept).
+/// Splits, checks and de-duplicates one id list (order kept; ids compare case-insensitively,
+/// as WeCom treats userids).
 fn id_list(
     ids: Option<Ids>,
     field: &str,
@@ -117,7 +118,7 @@ fn id_list(
                     i + 1
                 )
             });
-        } else if seen.insert(id.clone()) {
+        } else if seen.insert(id.to_ascii_lowercase()) {
             out.push(id);
         }
     }
