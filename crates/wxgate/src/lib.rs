@@ -7,6 +7,7 @@ pub mod config;
 pub mod coord;
 pub mod crypto;
 pub mod demo;
+pub mod message;
 pub mod metrics;
 pub mod startup;
 pub mod store;
