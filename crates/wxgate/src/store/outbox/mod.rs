@@ -38,6 +38,8 @@ mod query;
 mod types;
 
 #[cfg(test)]
+mod perf;
+#[cfg(test)]
 mod testkit;
 
 pub use types::{
