@@ -61,6 +61,11 @@ impl Store {
     /// all of it is committed or none. A recipient listed twice (or an id already used) fails
     /// the whole campaign with [`StoreError::Conflict`]: callers deduplicate first, the
     /// database is the backstop. `total` is the number of recipients.
+    ///
+    /// Fastest when the recipients come sorted (deduplicating by sorting does that) and their
+    /// ids are drawn from one [`super::IdSeq`] in that order: every index then grows at its
+    /// end. A million rows took ~13 s that way and ~17-22 s in random order (release build,
+    /// 2-core VM); the store's one connection is busy meanwhile.
     pub async fn create_campaign(
         &self,
         campaign: &NewCampaign,
