@@ -17,6 +17,9 @@ pub enum StoreError {
          original key), or the row was tampered with"
     )]
     Secret { app: String },
+    /// A unique key is taken: a campaign listing one recipient twice, an id used again.
+    #[error("conflict: {0}")]
+    Conflict(String),
     /// A row holds a value wxgate never writes (unknown kind, bad JSON, …).
     #[error("corrupt data in the database: {0}")]
     Corrupt(String),

@@ -1,5 +1,5 @@
-//! The durable store: apps (with sealed secrets) and API keys, in SQLite today and PostgreSQL
-//! when fleet mode arrives.
+//! The durable store: apps (with sealed secrets), API keys and the outbox (messages, campaigns,
+//! the delivery log), in SQLite today and PostgreSQL when fleet mode arrives.
 //!
 //! Callers only ever see [`Store`]. It wraps a [`Backend`] enum, and each public method is
 //! written once on `Store`, where backend-neutral work happens (sealing and opening secrets,
@@ -17,6 +17,7 @@
 mod apps;
 mod error;
 mod keys;
+mod outbox;
 mod sqlite;
 #[cfg(test)]
 mod testutil;
@@ -25,6 +26,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 pub use error::StoreError;
 pub use keys::{ApiKeyRecord, AppScope};
+pub use outbox::{
+    AttemptOutcome, AttemptRecord, CampaignMessage, CampaignRecord, CampaignStatus, Cancel,
+    Claimed, ExportRow, Finish, IdSeq, Idempotency, Inserted, Lease, LoggedAttempt, MessageFilter,
+    MessageKind, MessageRecord, MessageState, MessageSummary, NewCampaign, NewMessage, Next,
+    QueueDepth, StateCounts, new_id, new_ids,
+};
 pub use sqlite::SqliteStore;
 
 /// What `WXGATE_DATABASE_URL` defaults to: a SQLite file in the working directory.
@@ -158,6 +165,11 @@ mod tests {
         assert_eq!(int("PRAGMA synchronous").await.unwrap(), 1, "NORMAL is 1");
         assert_eq!(int("PRAGMA foreign_keys").await.unwrap(), 1);
         assert_eq!(int("PRAGMA busy_timeout").await.unwrap(), 5000);
+        assert_eq!(
+            int("PRAGMA cache_size").await.unwrap(),
+            -2000,
+            "SQLite's default"
+        );
     }
 
     #[tokio::test]

@@ -1,7 +1,8 @@
 //! The SQLite backend: the embedded default, one file (`wxgate.db`) on one host.
 //!
 //! SQLite mode is single-instance by design: several wxgate processes must not share the file.
-//! The statements live beside their callers (`apps.rs`, `keys.rs`) as `impl SqliteStore` blocks.
+//! The statements live beside their callers (`apps.rs`, `keys.rs`, `outbox/`) as `impl
+//! SqliteStore` blocks.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -13,6 +14,10 @@ use super::StoreError;
 
 /// How long a statement waits for another connection's write lock before `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `PRAGMA cache_size` of the connection: SQLite's own default (2,000 KiB), set explicitly
+/// because a big campaign raises it for its transaction and sets this back afterwards.
+pub(super) const SQLITE_CACHE_SIZE: i64 = -2000;
 
 /// A pool of SQLite connections with migrations applied.
 #[derive(Clone, Debug)]
@@ -33,6 +38,7 @@ impl SqliteStore {
             // only the last commits, never corrupt the file.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
+            .pragma("cache_size", SQLITE_CACHE_SIZE.to_string())
             .foreign_keys(true);
         // The file path, not the URL: a SQLite URL holds no password, but keep the habit.
         let name = options.get_filename().display().to_string();

@@ -1,0 +1,295 @@
+//! Tests of claiming: order, send_at, paused apps, takeovers, leases, concurrency, the plan.
+
+use std::collections::HashSet;
+
+use super::super::testkit::*;
+use super::super::*;
+use super::{CLAIM_SQLITE, NEXT_DUE_SQLITE};
+use crate::store::Store;
+use crate::store::testutil::{TempDb, pool};
+
+async fn insert(store: &Store, id: &str, app: &str, due: i64) {
+    let msg = message(id, app, due);
+    store.insert_message(&msg, T0).await.unwrap();
+}
+
+#[tokio::test]
+async fn claims_due_messages_oldest_first_and_not_before_send_at() {
+    let db = TempDb::new("outbox-claim");
+    let store = db.connect().await;
+    insert(&store, "late", "oa", T0 + 20_000).await;
+    insert(&store, "b", "oa", T0 - 10).await;
+    insert(&store, "a", "oa", T0 - 20).await;
+    insert(&store, "c", "oa", T0).await;
+
+    let first = store.claim_due("w1", T0, LEASE, 1, &[]).await.unwrap();
+    assert_eq!(ids(&first), ["a"], "the oldest due first");
+    let c = &first[0];
+    assert_eq!((c.claims, c.attempts, c.first_claimed_at_ms), (1, 0, T0));
+    assert_eq!(c.lease_until_ms, T0 + LEASE);
+    assert!(c.lease_token.starts_with("1."), "{}", c.lease_token);
+    assert!(!c.was_sending && !c.ever_abandoned);
+    assert_eq!((c.app.as_str(), c.kind), ("oa", MessageKind::Template));
+    assert_eq!(c.body, message("a", "oa", 0).body);
+
+    let rest = store.claim_due("w1", T0, LEASE, 10, &[]).await.unwrap();
+    assert_eq!(ids(&rest), ["b", "c"], "not `late`: due in 20 s");
+    assert!(
+        store
+            .claim_due("w2", T0 + 19_999, LEASE, 10, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let late = store
+        .claim_due("w2", T0 + 20_000, LEASE, 10, &[])
+        .await
+        .unwrap();
+    assert_eq!(ids(&late), ["late"]);
+    let rec = store.get_message("late").await.unwrap().unwrap();
+    assert_eq!(rec.summary.state, MessageState::Sending);
+    assert_eq!(rec.lease_owner.as_deref(), Some("w2"));
+    assert_eq!(rec.lease_until_ms, Some(T0 + 20_000 + LEASE));
+}
+
+#[tokio::test]
+async fn paused_apps_are_skipped() {
+    let db = TempDb::new("outbox-skip");
+    let store = db.connect().await;
+    insert(&store, "p1", "paused", T0 - 100).await;
+    insert(&store, "p2", "paused", T0 - 90).await;
+    insert(&store, "o1", "oa", T0 - 10).await;
+    insert(&store, "w1", "crm", T0 - 5).await;
+    let skip = ["paused".to_string()];
+
+    assert_eq!(store.next_due_ms(&skip).await.unwrap(), Some(T0 - 10));
+    let got = store.claim_due("w", T0, LEASE, 1, &skip).await.unwrap();
+    assert_eq!(ids(&got), ["o1"], "not p1 although it is older");
+    let skip_two = ["paused".to_string(), "crm".to_string()];
+    assert!(
+        store
+            .claim_due("w", T0, LEASE, 10, &skip_two)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let got = store.claim_due("w", T0, LEASE, 10, &skip).await.unwrap();
+    assert_eq!(ids(&got), ["w1"]);
+    // The lease ends are next now, for every app.
+    assert_eq!(store.next_due_ms(&skip).await.unwrap(), Some(T0 + LEASE));
+    assert_eq!(store.next_due_ms(&[]).await.unwrap(), Some(T0 - 100));
+    let got = store.claim_due("w", T0, LEASE, 10, &[]).await.unwrap();
+    assert_eq!(ids(&got), ["p1", "p2"]);
+}
+
+#[tokio::test]
+async fn next_due_is_none_when_nothing_is_active() {
+    let db = TempDb::new("outbox-next-due");
+    let store = db.connect().await;
+    assert_eq!(store.next_due_ms(&[]).await.unwrap(), None);
+    insert(&store, "m", "oa", T0 + 5).await;
+    assert_eq!(store.next_due_ms(&[]).await.unwrap(), Some(T0 + 5));
+    let c = store.claim_due("w", T0 + 5, LEASE, 1, &[]).await.unwrap();
+    store
+        .finish(&[finish(&c[0], sent())], T0 + 6)
+        .await
+        .unwrap();
+    assert_eq!(store.next_due_ms(&[]).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_taken_over_and_says_so() {
+    let db = TempDb::new("outbox-takeover");
+    let store = db.connect().await;
+    insert(&store, "m", "oa", T0).await;
+    let first = store.claim_due("dead", T0, LEASE, 10, &[]).await.unwrap();
+    assert_eq!(first.len(), 1);
+    // Not before the lease ends…
+    let t_end = T0 + LEASE;
+    assert!(
+        store
+            .claim_due("w2", t_end - 1, LEASE, 10, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // …then taken over, with a new token.
+    let second = store.claim_due("w2", t_end, LEASE, 10, &[]).await.unwrap();
+    assert_eq!(second.len(), 1);
+    let (a, b) = (&first[0], &second[0]);
+    assert!(b.was_sending && b.ever_abandoned);
+    assert_eq!((b.claims, b.first_claimed_at_ms), (2, T0));
+    assert_ne!(a.lease_token, b.lease_token);
+    assert!(b.lease_token.starts_with("2."), "{}", b.lease_token);
+
+    // Released (say its app paused): the next claim is not a takeover, but remembers one.
+    let done = store
+        .finish(&[finish(b, Next::Release)], t_end + 1)
+        .await
+        .unwrap();
+    assert_eq!(done, [true]);
+    let third = store
+        .claim_due("w3", t_end + 1, LEASE, 10, &[])
+        .await
+        .unwrap();
+    assert_eq!(third.len(), 1);
+    assert!(!third[0].was_sending && third[0].ever_abandoned);
+    assert_eq!(third[0].claims, 3);
+}
+
+#[tokio::test]
+async fn extended_leases_are_not_taken_over() {
+    let db = TempDb::new("outbox-extend");
+    let store = db.connect().await;
+    insert(&store, "a", "oa", T0).await;
+    insert(&store, "b", "oa", T0).await;
+    let got = store.claim_due("w1", T0, LEASE, 10, &[]).await.unwrap();
+    let leases: Vec<Lease> = got.iter().map(Claimed::lease).collect();
+    let until = T0 + 3 * LEASE;
+    let held = store
+        .extend_leases("w1", &leases[..1], until)
+        .await
+        .unwrap();
+    assert_eq!(held, [true]);
+    // Another owner cannot extend them, a stale token neither.
+    let stale = Lease {
+        id: leases[1].id.clone(),
+        token: "1.0000000000000000".into(),
+    };
+    let held = store
+        .extend_leases("w2", &leases[1..], until)
+        .await
+        .unwrap();
+    assert_eq!(held, [false]);
+    assert_eq!(
+        store.extend_leases("w1", &[stale], until).await.unwrap(),
+        [false]
+    );
+
+    let taken = store
+        .claim_due("w2", T0 + LEASE, LEASE, 10, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&taken),
+        [leases[1].id.clone()],
+        "only the one not extended"
+    );
+    assert_eq!(
+        store.extend_leases("w1", &leases, until).await.unwrap(),
+        [true, false],
+        "the second was taken over"
+    );
+    let rec = store.get_message(&leases[0].id).await.unwrap().unwrap();
+    assert_eq!(rec.lease_until_ms, Some(until));
+    assert_eq!(rec.summary.due_at_ms, until);
+}
+
+/// Many tasks on two pools (two "processes" sharing the file) claim in a loop until nothing
+/// is left: each message is claimed exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_claimers_never_share_a_message() {
+    const N: usize = 3000;
+    let db = TempDb::new("outbox-claim-race");
+    let (a, b) = (db.connect().await, db.connect().await);
+    let rows = recipients("race", N);
+    a.create_campaign(&campaign("race", "oa", T0), &rows, T0)
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for worker in 0..16 {
+        let store = if worker % 2 == 0 {
+            a.clone()
+        } else {
+            b.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            let owner = format!("w{worker}");
+            let mut mine = Vec::new();
+            loop {
+                let got = store.claim_due(&owner, T0, LEASE, 7, &[]).await.unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                let finishes: Vec<Finish> = got.iter().map(|c| finish(c, sent())).collect();
+                let applied = store.finish(&finishes, T0 + 1).await.unwrap();
+                assert!(applied.iter().all(|&ok| ok), "{owner}: {applied:?}");
+                mine.extend(got.into_iter().map(|c| c.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    let mut busy_workers = 0;
+    for task in tasks {
+        let mine = task.await.unwrap();
+        busy_workers += usize::from(!mine.is_empty());
+        all.extend(mine);
+    }
+    assert_eq!(all.len(), N, "claims in total");
+    let unique: HashSet<_> = all.iter().collect();
+    assert_eq!(unique.len(), N, "each message claimed once");
+    assert!(busy_workers > 1, "the claims were spread over workers");
+    let rec = a.campaign("race").await.unwrap().unwrap();
+    assert_eq!(
+        rec.counts,
+        StateCounts {
+            sent: N as u64,
+            ..StateCounts::default()
+        }
+    );
+    let max_claims: i64 = sqlx::query_scalar("SELECT MAX(claims) FROM messages")
+        .fetch_one(pool(&a))
+        .await
+        .unwrap();
+    assert_eq!(max_claims, 1);
+    assert_eq!(count_rows(&a, "attempts").await, N as i64);
+}
+
+/// The claim and next_due_ms must only seek in the `messages_due` index (per app: the first
+/// active app after the last one, then its earliest due rows), never scan messages; the only
+/// sort is over the few candidates the apps gave.
+#[tokio::test]
+async fn the_claim_seeks_the_due_index_app_by_app() {
+    let db = TempDb::new("outbox-claim-plan");
+    let store = db.connect().await;
+    let explain = |sql: &str| {
+        let sql = format!("EXPLAIN QUERY PLAN {sql}");
+        let store = store.clone();
+        async move {
+            let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(sql));
+            for bind in ["w", "n"] {
+                query = query.bind(bind);
+            }
+            let plan = query
+                .bind(T0)
+                .bind(T0)
+                .bind("[]")
+                .bind(10_i64)
+                .fetch_all(pool(&store))
+                .await
+                .unwrap();
+            plan.into_iter()
+                .map(|row| row.3)
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    let claim = explain(CLAIM_SQLITE).await;
+    for step in [
+        "SEARCH m USING COVERING INDEX messages_due (app>?)",
+        "SEARCH d USING COVERING INDEX messages_due (app=? AND due_at_ms<?)",
+        "SEARCH m USING INTEGER PRIMARY KEY (rowid=?)",
+    ] {
+        assert!(claim.contains(step), "{step}\n{claim}");
+    }
+    assert!(
+        !claim.contains("SCAN messages") && !claim.contains("SCAN m\n"),
+        "{claim}"
+    );
+    let next = explain(NEXT_DUE_SQLITE).await;
+    assert!(
+        next.contains("SEARCH d USING COVERING INDEX messages_due (app=?)"),
+        "{next}"
+    );
+    assert!(!next.contains("SCAN messages"), "{next}");
+}

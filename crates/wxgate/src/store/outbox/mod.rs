@@ -1,0 +1,114 @@
+//! The durable outbox: messages waiting to be pushed, campaigns (one template, many
+//! recipients) and the delivery log (every call made to WeChat).
+//!
+//! A message's life:
+//!
+//! ```text
+//!            claim_due                     finish
+//! pending ─────────────▶ sending ─────────────────────────▶ sent | failed | unknown
+//!    ▲  ▲                 │   │
+//!    │  └─────────────────┘   └─ lease expires: claimable again (was_sending = true)
+//!    │   finish: Retry / Release (→ cancelled instead if its campaign was cancelled)
+//!    └── retry_failed (failed)          cancel_*: pending → cancelled
+//! ```
+//!
+//! **Fencing.** Each claim sets a new `lease_token`, `"{claims}.{nonce}"`: `claims` is the
+//! row's claim counter, bumped by the same atomic statement that hands out the lease and never
+//! decreased, so two claims of one row never share it; `nonce` is 64 random bits drawn per
+//! `claim_due` call, so even a counter rolled back (a database restored from a backup while old
+//! workers still run) does not hand out a token again. `finish` and `extend_leases` act only
+//! `WHERE id = … AND lease_token = … AND state = 'sending'`: a worker whose lease was taken
+//! over changes nothing. A late finish whose lease expired but was not taken over still
+//! applies: nobody else is working on the message.
+//!
+//! **Time** is always passed in (`now_ms`) so tests can drive a virtual clock; nothing here
+//! reads the system clock.
+//!
+//! **Transactions** never span a call to WeChat: a worker claims (one statement), sends with no
+//! transaction open, then finishes a whole batch in one transaction. SQLite write transactions
+//! start with `BEGIN IMMEDIATE`, which takes the write lock up front (waiting up to
+//! `busy_timeout` for it), so even two processes on one file never see SQLITE_BUSY half-way
+//! through a transaction.
+
+mod claim;
+mod finish;
+mod insert;
+mod manage;
+mod query;
+mod types;
+
+#[cfg(test)]
+mod perf;
+#[cfg(test)]
+mod testkit;
+
+pub use types::{
+    AttemptOutcome, AttemptRecord, CampaignMessage, CampaignRecord, CampaignStatus, Cancel,
+    Claimed, ExportRow, Finish, Idempotency, Inserted, Lease, LoggedAttempt, MessageFilter,
+    MessageKind, MessageRecord, MessageState, MessageSummary, NewCampaign, NewMessage, Next,
+    QueueDepth, StateCounts,
+};
+
+/// `BEGIN` for SQLite transactions that write: take the write lock now, not at the first write.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
+/// Ids that sort in creation order: `prefix`, the creation time in ms as 11 hex digits, then a
+/// counter started at a random 63-bit value, as 16 hex digits.
+///
+/// Ids of one sequence increase, so a campaign's messages go into the id indexes in order
+/// (appends, not random inserts: this matters for a million rows), and listing by id lists by
+/// creation time. Two sequences started in the same millisecond collide only if their random
+/// starts fall within the number of ids drawn of each other (1M ids: odds ~2⁻⁴²).
+#[derive(Clone, Debug)]
+pub struct IdSeq {
+    prefix: String,
+    time: u64,
+    next: u64,
+}
+
+impl Iterator for IdSeq {
+    type Item = String;
+
+    fn next(&mut self) -> Option<String> {
+        let id = format!("{}{:011x}{:016x}", self.prefix, self.time, self.next);
+        self.next = self.next.wrapping_add(1);
+        Some(id)
+    }
+}
+
+/// A fresh [`IdSeq`], e.g. `new_ids("msg_", now_ms)` for a campaign's messages.
+pub fn new_ids(prefix: &str, now_ms: i64) -> IdSeq {
+    IdSeq {
+        prefix: prefix.to_owned(),
+        time: u64::try_from(now_ms).unwrap_or(0),
+        next: rand::random::<u64>() >> 1,
+    }
+}
+
+/// One id, e.g. `new_id("msg_", now_ms)` → `msg_0194f3a2b1c4d2e8a91f03b6c5d7`.
+pub fn new_id(prefix: &str, now_ms: i64) -> String {
+    new_ids(prefix, now_ms).next().expect("an IdSeq never ends")
+}
+
+/// The paused apps as a JSON array, bound once and read with `json_each` (one cached statement
+/// whatever the number of apps).
+fn apps_json(apps: &[String]) -> String {
+    serde_json::to_string(apps).expect("a list of strings always serializes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sort_by_time_then_sequence_and_do_not_repeat() {
+        let ids: Vec<String> = new_ids("msg_", 1_767_196_000_000).take(1000).collect();
+        assert!(ids.iter().all(|id| id.len() == 4 + 11 + 16), "{}", ids[0]);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "increasing");
+        let later = new_id("msg_", 1_767_196_000_001);
+        assert!(later > ids[999], "{later} sorts after {}", ids[999]);
+        let other = new_id("msg_", 1_767_196_000_000);
+        assert!(!ids.contains(&other));
+        assert!(new_id("cmp_", 0).starts_with("cmp_00000000000"));
+    }
+}
