@@ -45,7 +45,7 @@ APPS='[{id="shop",kind="official_account",appid="wxdemo_oa",secret="demo-oa-secr
 # start_gw NAME PORT [REDIS_URL]
 start_gw() {
   mkdir -p "$WORK/$1"
-  ( cd "$WORK/$1" && env RUST_LOG=warn WXGATE_LISTEN="127.0.0.1:$2" WXGATE_ADMIN_TOKEN="$ADMIN" \
+  ( cd "$WORK/$1" && exec env RUST_LOG=warn WXGATE_LISTEN="127.0.0.1:$2" WXGATE_ADMIN_TOKEN="$ADMIN" \
       WXGATE_DATABASE_URL="sqlite://$WORK/$1/wxgate.db" WXGATE_MASTER_KEY="$MASTER_KEY" \
       WXGATE_WECHAT_API_BASE="$SIM" WXGATE_WECOM_API_BASE="$SIM" WXGATE_APPS="$APPS" \
       ${3:+WXGATE_REDIS_URL="$3"} "$OLDPWD/target/release/wxgate" serve >"$WORK/$1/gw.log" 2>&1 ) &

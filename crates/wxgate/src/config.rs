@@ -51,7 +51,38 @@ pub struct Config {
     pub master_key_file: PathBuf,
     pub log_format: LogFormat,
     pub token: TokenSettings,
+    pub push: PushConfig,
     pub apps: Vec<AppConfig>,
+}
+
+/// How messages are delivered (see `push::PushSettings` for what each does).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PushConfig {
+    /// A claimed message not finished within this is claimed again (after a crash, say).
+    #[serde(with = "serde_util::duration")]
+    pub lease: Duration,
+    /// Sends at once per app.
+    pub per_app_concurrency: usize,
+    /// Sends per second per app; 0 = no limit.
+    pub per_app_rate: u32,
+    /// Attempts at a transient failure before the message fails.
+    pub max_attempts: u32,
+    /// Per call to WeChat.
+    #[serde(with = "serde_util::duration")]
+    pub send_timeout: Duration,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            lease: Duration::from_secs(60),
+            per_app_concurrency: 256,
+            per_app_rate: 0,
+            max_attempts: 5,
+            send_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// How tokens are refreshed and how much upstream quota each app may spend.
@@ -218,6 +249,7 @@ impl Default for Config {
             master_key_file: PathBuf::from("wxgate.key"),
             log_format: LogFormat::Text,
             token: TokenSettings::default(),
+            push: PushConfig::default(),
             apps: Vec::new(),
         }
     }

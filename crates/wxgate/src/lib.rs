@@ -9,6 +9,7 @@ pub mod crypto;
 pub mod demo;
 pub mod message;
 pub mod metrics;
+pub mod push;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::coord::RedisCoord;
 use crate::crypto::{KeySource, MasterKey};
+use crate::push::{PushSettings, Pusher};
 use crate::store::Store;
 use crate::token::TokenManager;
 use crate::wechat::{Upstream, http_client};
@@ -28,6 +29,8 @@ pub struct Gateway {
     /// Cancelled to stop the server, the metrics upkeep and the token refreshers.
     stop: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
+    /// The delivery workers (dispatcher and finisher); end after `stop`.
+    push: JoinHandle<()>,
 }
 
 impl Gateway {
@@ -44,6 +47,8 @@ impl Gateway {
         self.stop.cancel();
         self.tokens.shutdown();
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.server).await;
+        // Sends under way finish and their results are recorded.
+        let _ = tokio::time::timeout(Duration::from_secs(15), &mut self.push).await;
     }
 
     /// Wait until the server ends (it ends only on `shutdown` or an I/O error).
@@ -120,8 +125,15 @@ pub async fn start(cfg: Config, clock: Clock) -> anyhow::Result<Gateway> {
             "WXGATE_ADMIN_TOKEN is not set: apps and API keys cannot be managed over HTTP"
         );
     }
+    let pusher = Pusher::new(
+        store.clone(),
+        tokens.clone(),
+        (cfg.wechat_api_base.clone(), cfg.wecom_api_base.clone()),
+        PushSettings::from_config(&cfg.push),
+    );
     let state = AppState {
         tokens: tokens.clone(),
+        pusher: pusher.clone(),
         store: Arc::new(store),
         master_key: Arc::new(master_key),
         admin_token: cfg.admin_token.clone(),
@@ -147,6 +159,8 @@ pub async fn start(cfg: Config, clock: Clock) -> anyhow::Result<Gateway> {
             }
         }
     });
+    // The delivery workers; they stop with `stop`, recording the sends under way first.
+    let push_task = pusher.spawn(stop.clone());
     let server_stop = stop.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, api::router(state))
@@ -159,5 +173,6 @@ pub async fn start(cfg: Config, clock: Clock) -> anyhow::Result<Gateway> {
         tokens,
         stop,
         server,
+        push: push_task,
     })
 }

@@ -15,6 +15,8 @@ pub struct ApiError {
     pub message: String,
     pub wechat_errcode: Option<i64>,
     pub retry_after_secs: Option<i64>,
+    /// Field-by-field problems of a rejected message (`{"field","rule","message"}` each).
+    pub errors: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -25,6 +27,7 @@ impl ApiError {
             message: message.into(),
             wechat_errcode: None,
             retry_after_secs: None,
+            errors: None,
         }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
@@ -53,6 +56,9 @@ impl IntoResponse for ApiError {
         }
         if let Some(s) = self.retry_after_secs {
             body["retry_after_secs"] = s.into();
+        }
+        if let Some(e) = self.errors {
+            body["errors"] = e;
         }
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(s) = self.retry_after_secs
@@ -89,6 +95,19 @@ pub fn token_error(e: TokenError, now_ms: i64) -> ApiError {
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(r: axum::extract::rejection::JsonRejection) -> Self {
         ApiError::invalid(format!("the JSON body is not valid: {}", r.body_text()))
+    }
+}
+
+/// A message that breaks WeChat's field rules: 422 `invalid_message`, every problem listed.
+impl From<crate::message::ValidationError> for ApiError {
+    fn from(e: crate::message::ValidationError) -> Self {
+        let mut err = ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_message",
+            e.to_string(),
+        );
+        err.errors = serde_json::to_value(&e.errors).ok();
+        err
     }
 }
 

@@ -2,9 +2,11 @@
 
 mod apps;
 pub mod auth;
+mod campaigns;
 pub mod error;
 mod health;
 mod keys;
+mod messages;
 mod tokens;
 
 use std::collections::HashSet;
@@ -27,6 +29,7 @@ pub type Body<T> = Result<axum::Json<T>, axum::extract::rejection::JsonRejection
 
 use crate::config::TokenSettings;
 use crate::crypto::MasterKey;
+use crate::push::Pusher;
 use crate::store::Store;
 use crate::token::TokenManager;
 
@@ -44,6 +47,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// `embedded` or `fleet`.
     pub mode: &'static str,
+    /// Woken when a message or campaign is committed.
+    pub pusher: Pusher,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -53,6 +58,18 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps/{id}/secret", put(apps::rotate_secret))
         .route("/v1/apps/{id}/token", get(tokens::get))
         .route("/v1/apps/{id}/token/invalidate", post(tokens::invalidate))
+        .route("/v1/messages", post(messages::create))
+        .route("/v1/messages/{id}", get(messages::show))
+        .route(
+            "/v1/campaigns",
+            // A million recipients with their data is about 100 MB of JSON.
+            post(campaigns::create).layer(axum::extract::DefaultBodyLimit::max(
+                campaigns::MAX_BODY_BYTES,
+            )),
+        )
+        .route("/v1/campaigns/{id}", get(campaigns::show))
+        .route("/v1/campaigns/{id}/cancel", post(campaigns::cancel))
+        .route("/v1/campaigns/{id}/retry", post(campaigns::retry))
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", axum::routing::delete(keys::delete))
         .route("/healthz", get(health::healthz))

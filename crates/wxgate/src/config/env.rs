@@ -28,6 +28,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "master_key_file",
     "log_format",
     "token",
+    "push",
     "apps",
 ];
 

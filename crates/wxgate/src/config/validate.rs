@@ -57,6 +57,30 @@ impl Config {
         if admin.is_some_and(|t| t.is_empty() || t.chars().any(char::is_whitespace)) {
             bad("admin_token".into(), ADMIN_TOKEN_HELP.into());
         }
+        if self.push.lease < Duration::from_secs(5) {
+            bad(
+                "push.lease".into(),
+                "must be at least 5s (longer than a send); the default is 60s".into(),
+            );
+        }
+        if self.push.per_app_concurrency == 0 || self.push.per_app_concurrency > 4096 {
+            bad(
+                "push.per_app_concurrency".into(),
+                "use 1..=4096; the default is 256".into(),
+            );
+        }
+        if self.push.max_attempts == 0 || self.push.max_attempts > 50 {
+            bad(
+                "push.max_attempts".into(),
+                "use 1..=50; the default is 5".into(),
+            );
+        }
+        if self.push.send_timeout.is_zero() || self.push.send_timeout >= self.push.lease {
+            bad(
+                "push.send_timeout".into(),
+                "must be more than 0 and less than push.lease".into(),
+            );
+        }
         for (field, message) in self.token.problems() {
             bad(format!("token.{field}"), message);
         }

@@ -9,12 +9,18 @@ pub use token_api::{Credentials, FetchError, Fetched, Upstream};
 /// Build the process's one pooled HTTP client. Installs the ring TLS provider first, which
 /// reqwest's `rustls-no-provider` feature requires in every process (tests included).
 pub fn http_client(timeout: std::time::Duration) -> reqwest::Client {
+    http_client_for(timeout, 64)
+}
+
+/// [`http_client`] keeping up to `idle_per_host` idle connections: the push workers keep one
+/// per concurrent send, or every send beyond the pool would open a new connection.
+pub fn http_client_for(timeout: std::time::Duration, idle_per_host: usize) -> reqwest::Client {
     init_crypto();
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(std::time::Duration::from_secs(3))
         .pool_idle_timeout(std::time::Duration::from_secs(50))
-        .pool_max_idle_per_host(64)
+        .pool_max_idle_per_host(idle_per_host)
         .tcp_nodelay(true)
         // A redirect would re-send the stable_token body, secret included, to another host.
         .redirect(reqwest::redirect::Policy::none())

@@ -6,5 +6,6 @@ mod auth;
 mod fleet;
 mod helpers;
 mod logs;
+mod push;
 mod token_failures;
 mod tokens;

@@ -4,6 +4,7 @@
 //! stopped under load, Redis restarted empty, and steady use across several token lifetimes.
 
 mod procs;
+mod push_crash;
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};

@@ -1,0 +1,124 @@
+//! `POST /v1/campaigns` (one template, many recipients, committed in one transaction before the
+//! 202), `GET /v1/campaigns/{id}` (counts per state), cancel, and retry of the failed ones.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::messages::{app_for, due_at, kind_of, parse_json, stored_body};
+use super::{ApiError, AppState, auth::Caller};
+use crate::message;
+use crate::store::{CampaignMessage, CampaignRecord, NewCampaign, new_ids};
+
+/// The largest campaign body accepted (axum's default of 2 MB holds about 20,000 recipients).
+pub const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
+
+pub async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req: message::CampaignRequest = parse_json(&body)?;
+    let app = app_for(&s, &caller, &req.app)?;
+    let now = s.tokens.clock().now_ms();
+    let due_at_ms = due_at(req.send_at.as_deref(), now)?;
+    let app_id = app.id.clone();
+    // Validation of a large campaign is CPU work: keep it off the async workers.
+    let prepared = tokio::task::spawn_blocking(move || message::prepare_campaign(&app, req))
+        .await
+        .map_err(|e| ApiError::internal(format!("validation failed: {e}")))??;
+    let mut ids = new_ids("msg_", now);
+    let mut messages = Vec::with_capacity(prepared.messages.len());
+    for p in &prepared.messages {
+        let id = ids.next().expect("an IdSeq never ends");
+        let body = stored_body(p, &id)?;
+        messages.push(CampaignMessage {
+            id,
+            recipient: p.to.clone(),
+            body,
+        });
+    }
+    let total = messages.len();
+    let campaign = NewCampaign {
+        id: crate::store::new_id("cmp_", now),
+        app: app_id,
+        kind: kind_of(prepared.spec.kind),
+        template: prepared.spec.template.clone(),
+        due_at_ms,
+    };
+    let id = campaign.id.clone();
+    s.store.create_campaign(&campaign, &messages, now).await?;
+    s.pusher.wake();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "id": id,
+            "total": total,
+            "duplicates_skipped": prepared.duplicates_skipped,
+        })),
+    ))
+}
+
+async fn find(s: &AppState, caller: &Caller, id: &str) -> Result<CampaignRecord, ApiError> {
+    s.store
+        .campaign(id)
+        .await?
+        .filter(|c| caller.may_use(&c.app))
+        .ok_or_else(|| ApiError::not_found("campaign", id))
+}
+
+fn view(c: &CampaignRecord) -> Value {
+    let status = if c.is_done() {
+        "done"
+    } else {
+        c.status.as_str()
+    };
+    json!({
+        "id": c.id,
+        "app": c.app,
+        "type": c.kind.as_str(),
+        "template": c.template,
+        "status": status,
+        "total": c.total,
+        "counts": c.counts,
+    })
+}
+
+pub async fn show(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(view(&find(&s, &caller, &id).await?)))
+}
+
+pub async fn cancel(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    find(&s, &caller, &id).await?;
+    let now = s.tokens.clock().now_ms();
+    let n = s.store.cancel_campaign(&id, now).await?.unwrap_or(0);
+    let c = find(&s, &caller, &id).await?;
+    let mut v = view(&c);
+    v["cancelled_now"] = n.into();
+    Ok(Json(v))
+}
+
+pub async fn retry(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    find(&s, &caller, &id).await?;
+    let now = s.tokens.clock().now_ms();
+    let n = s.store.retry_failed(&id, now).await?;
+    s.pusher.wake();
+    let c = find(&s, &caller, &id).await?;
+    let mut v = view(&c);
+    v["requeued"] = json!(n);
+    Ok(Json(v))
+}

@@ -1,0 +1,128 @@
+//! `POST /v1/messages`, `GET /v1/messages/{id}`: one message into the outbox (202 only once it
+//! is committed), and everything known about it, every attempt included.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::{ApiError, AppState, auth::Caller};
+use crate::config::AppConfig;
+use crate::message::{self, MessageType, Prepared};
+use crate::store::{Idempotency, Inserted, MessageKind, NewMessage, new_id};
+
+/// The app a message names, if the caller may use it.
+pub(super) fn app_for(s: &AppState, caller: &Caller, app: &str) -> Result<AppConfig, ApiError> {
+    caller.require_app(app)?;
+    s.tokens
+        .slot(app)
+        .map(|slot| slot.def())
+        .ok_or_else(|| ApiError::not_found("app", app))
+}
+
+/// `send_at` (RFC 3339) as epoch ms; absent = now.
+pub(super) fn due_at(send_at: Option<&str>, now_ms: i64) -> Result<i64, ApiError> {
+    let Some(text) = send_at else {
+        return Ok(now_ms);
+    };
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| {
+            ApiError::invalid(format!(
+                "send_at: {text:?} is not an RFC 3339 time; use e.g. \"2026-11-23T20:00:00+08:00\""
+            ))
+        })?;
+    Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+pub(super) fn kind_of(t: MessageType) -> MessageKind {
+    match t {
+        MessageType::Template => MessageKind::Template,
+        MessageType::Subscribe => MessageKind::Subscribe,
+        MessageType::Wecom => MessageKind::Wecom,
+    }
+}
+
+/// The body to store: an OA template carries its message id as `client_msg_id`, so every
+/// retry of it is deduplicated by WeChat.
+pub(super) fn stored_body(p: &Prepared, id: &str) -> Result<String, ApiError> {
+    match p.kind {
+        MessageType::Template => message::with_client_msg_id(&p.body, id)
+            .map_err(|e| ApiError::internal(format!("cannot set client_msg_id: {e}"))),
+        _ => Ok(p.body.clone()),
+    }
+}
+
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("the JSON body is not valid: {e}")))
+}
+
+pub async fn create(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let req: message::MessageRequest = parse_json(&body)?;
+    let app = app_for(&s, &caller, &req.app)?;
+    let now = s.tokens.clock().now_ms();
+    let due_at_ms = due_at(req.send_at.as_deref(), now)?;
+    let prepared = message::prepare(&app, req)?;
+    let idempotency = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => {
+            let key = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255);
+            let key = key.ok_or_else(|| {
+                ApiError::invalid("Idempotency-Key: use 1 to 255 visible ASCII characters")
+            })?;
+            Some(Idempotency {
+                key: key.to_string(),
+                request_hash: hex::encode(Sha256::digest(&body)),
+            })
+        }
+    };
+    let id = new_id("msg_", now);
+    let new = NewMessage {
+        id: id.clone(),
+        app: app.id.clone(),
+        kind: kind_of(prepared.kind),
+        recipient: prepared.to.clone(),
+        template: prepared.template.clone(),
+        body: stored_body(&prepared, &id)?,
+        due_at_ms,
+        idempotency,
+    };
+    match s.store.insert_message(&new, now).await? {
+        Inserted::Created => {
+            s.pusher.wake();
+            Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
+        }
+        Inserted::Existing {
+            id,
+            same_request: true,
+        } => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({ "id": id, "replayed": true })),
+        )),
+        Inserted::Existing { id, .. } => Err(ApiError::conflict(format!(
+            "Idempotency-Key was already used for message {id} with a different request; use a \
+             new key for a new message"
+        ))),
+    }
+}
+
+pub async fn show(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = s
+        .store
+        .get_message(&id)
+        .await?
+        .filter(|m| caller.may_use(&m.summary.app))
+        .ok_or_else(|| ApiError::not_found("message", &id))?;
+    Ok(Json(serde_json::to_value(record).unwrap_or_default()))
+}

@@ -1,0 +1,292 @@
+//! One send: the app's token, the call to WeChat, and what its answer means for the message
+//! (invariant 10), as a `Finish` for the store. Never retries in place: a retry is a new claim
+//! later, so a process that dies loses no decision.
+
+use std::time::Instant;
+
+use serde::Deserialize;
+
+use super::Inner;
+use crate::clock::next_shanghai_midnight_ms;
+use crate::store::{AttemptOutcome, AttemptRecord, Claimed, Finish, MessageKind, Next};
+use crate::token::TokenError;
+use crate::wechat::{ErrClass, classify_call};
+
+/// WeCom forgets a body for duplicate checking after this (we send 1800 s).
+const WECOM_DUPLICATE_WINDOW_MS: i64 = 1_800_000;
+/// A token refresh does not spend an attempt, but a message is not re-queued for it forever.
+const FREE_REFRESHES: i64 = 5;
+/// How long a configuration error pauses the app's sends before one more try.
+const CONFIG_PAUSE_MS: i64 = 60_000;
+
+#[derive(Deserialize)]
+struct Reply {
+    #[serde(default)]
+    errcode: i64,
+    #[serde(default)]
+    errmsg: String,
+    /// u64 for OA template sends, a string for WeCom, absent for MP subscribe.
+    #[serde(default)]
+    msgid: Option<serde_json::Value>,
+    #[serde(default)]
+    invaliduser: Option<String>,
+}
+
+/// Send one claimed message and say what becomes of it.
+pub(crate) async fn deliver(inner: &Inner, c: Claimed) -> Finish {
+    let now = inner.clock.now_ms();
+    let next = |next: Next, attempt: Option<AttemptRecord>| Finish {
+        id: c.id.clone(),
+        lease_token: c.lease_token.clone(),
+        next,
+        attempt,
+    };
+    if let Some(reason) = unsafe_to_send(inner, &c, now) {
+        count(&c, "unknown", None);
+        return next(Next::Unknown { reason }, None);
+    }
+    let gate = inner.gate(&c.app);
+    let _permit = gate.enter().await;
+    let token = match inner.tokens.get(&c.app).await {
+        Ok(t) => t,
+        Err(TokenError::UnknownApp(app)) => {
+            let reason = format!("app {app:?} no longer exists");
+            return next(
+                Next::Failed {
+                    errcode: None,
+                    reason,
+                },
+                None,
+            );
+        }
+        Err(e) => {
+            // No token, no call: wait for the token manager's breaker without an attempt.
+            let due = e.retry_at_ms().unwrap_or(now + 5_000).max(now + 1_000);
+            let reason = format!("no access token: {e}");
+            return next(retry(due, false, e.wechat_errcode(), reason), None);
+        }
+    };
+    let url = match c.kind {
+        MessageKind::Template => inner.wechat.url("/cgi-bin/message/template/send"),
+        MessageKind::Subscribe => inner.wechat.url("/cgi-bin/message/subscribe/send"),
+        MessageKind::Wecom => inner.wecom.url("/cgi-bin/message/send"),
+    };
+    let started = Instant::now();
+    let sent = inner
+        .http
+        .post(url)
+        .query(&[("access_token", token.value.expose())])
+        .header("content-type", "application/json")
+        .body(c.body.clone())
+        .send()
+        .await;
+    let reply = match sent {
+        Ok(resp) if resp.status().is_success() => resp.json::<Reply>().await.map_err(Into::into),
+        Ok(resp) => Err(SendError::Http(resp.status().as_u16())),
+        Err(e) => Err(SendError::Transport(e.without_url())),
+    };
+    let latency_ms = started.elapsed().as_millis() as i64;
+    metrics::histogram!("wxgate_push_send_seconds", "app" => c.app.clone())
+        .record(started.elapsed().as_secs_f64());
+    let at_ms = inner.clock.now_ms();
+    let record = |outcome, errcode, errmsg: Option<String>, msgid, detail| AttemptRecord {
+        at_ms,
+        instance: inner.settings.instance.clone(),
+        latency_ms,
+        errcode,
+        errmsg,
+        msgid,
+        outcome,
+        detail,
+    };
+    let reply = match reply {
+        Ok(r) => r,
+        Err(e) => {
+            let (n, outcome) = after_no_answer(inner, &c, &e, at_ms);
+            count(&c, outcome.as_str(), None);
+            return next(
+                n,
+                Some(record(outcome, None, None, None, Some(e.to_string()))),
+            );
+        }
+    };
+    let msgid = reply.msgid.as_ref().map(|v| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    });
+    let code = reply.errcode;
+    let errmsg = Some(reply.errmsg.clone()).filter(|m| !m.is_empty());
+    if code == 0 {
+        // WeCom answers 0 with the ids it could not reach; a campaign message has one user.
+        if let Some(bad) = reply.invaliduser.filter(|u| !u.is_empty()) {
+            let reason = format!("WeCom could not deliver to: {bad}");
+            let outcome = AttemptOutcome::Failed;
+            count(&c, "failed", Some(81013));
+            let attempt = record(outcome, Some(0), errmsg, msgid, Some(reason.clone()));
+            let failed = Next::Failed {
+                errcode: Some(81013),
+                reason,
+            };
+            return next(failed, Some(attempt));
+        }
+        count(&c, "sent", Some(0));
+        let attempt = record(AttemptOutcome::Sent, Some(0), errmsg, msgid.clone(), None);
+        return next(Next::Sent { msgid }, Some(attempt));
+    }
+    let reason = format!("WeChat errcode {code}: {}", reply.errmsg);
+    let (n, outcome) = match classify_call(code) {
+        ErrClass::Refresh => {
+            // Compare-and-invalidate: refreshes once however many sends report this token.
+            let _ = inner.tokens.invalidate(&c.app, token.value.expose()).await;
+            let n = retry(at_ms, c.claims > FREE_REFRESHES, Some(code), reason);
+            (n, AttemptOutcome::Refresh)
+        }
+        ErrClass::Backoff => (
+            backoff(inner, &c, at_ms, code, reason),
+            AttemptOutcome::Retry,
+        ),
+        ErrClass::Window => {
+            let until = match code {
+                45009 => next_shanghai_midnight_ms(at_ms),
+                _ => (at_ms.div_euclid(60_000) + 1) * 60_000,
+            };
+            gate.pause(&c.app, until, &reason);
+            (
+                retry(until, false, Some(code), reason),
+                AttemptOutcome::Window,
+            )
+        }
+        ErrClass::Config => {
+            let hint = crate::wechat::fetch_hint(code);
+            gate.pause(&c.app, at_ms + CONFIG_PAUSE_MS, &reason);
+            let reason = format!("{reason} — the app or template is misconfigured ({hint})");
+            let n = Next::Failed {
+                errcode: Some(code),
+                reason,
+            };
+            (n, AttemptOutcome::Failed)
+        }
+        ErrClass::Recipient | ErrClass::Request => (
+            Next::Failed {
+                errcode: Some(code),
+                reason,
+            },
+            AttemptOutcome::Failed,
+        ),
+    };
+    count(&c, outcome.as_str(), Some(code));
+    next(n, Some(record(outcome, Some(code), errmsg, None, None)))
+}
+
+/// Why sending `c` again could deliver it twice, if it could: its last worker died mid-send
+/// (`was_sending`), and WeChat cannot deduplicate the retry.
+fn unsafe_to_send(inner: &Inner, c: &Claimed, now: i64) -> Option<String> {
+    if !c.was_sending {
+        return None;
+    }
+    match c.kind {
+        MessageKind::Subscribe => Some(
+            "the worker sending it stopped mid-send; WeChat may have delivered it and a \
+             subscribe message cannot be sent idempotently"
+                .into(),
+        ),
+        kind => dedupe_expired(inner, kind, c.first_claimed_at_ms, now),
+    }
+}
+
+/// Whether a retry at `now` is past WeChat's deduplication of the first try (OA template:
+/// `client_msg_id`, 10 minutes; WeCom: `enable_duplicate_check`, 30 minutes).
+fn dedupe_expired(inner: &Inner, kind: MessageKind, first_ms: i64, now: i64) -> Option<String> {
+    let age = now - first_ms;
+    let (window, what) = match kind {
+        MessageKind::Template => (
+            inner.settings.template_retry_window.as_millis() as i64,
+            "WeChat's client_msg_id window",
+        ),
+        MessageKind::Wecom => (WECOM_DUPLICATE_WINDOW_MS, "WeCom's duplicate check"),
+        MessageKind::Subscribe => return Some("subscribe messages have no deduplication".into()),
+    };
+    (age > window).then(|| {
+        format!(
+            "a retry {} s after the first try is past {what} and could deliver it twice",
+            age / 1000
+        )
+    })
+}
+
+/// No answer from WeChat: the request may or may not have been processed.
+fn after_no_answer(inner: &Inner, c: &Claimed, e: &SendError, now: i64) -> (Next, AttemptOutcome) {
+    let reason = format!("no answer from WeChat: {e}");
+    if e.never_sent() {
+        return (
+            backoff_next(inner, c, now, None, reason),
+            AttemptOutcome::Retry,
+        );
+    }
+    // WeChat may have delivered it: a retry is safe only while WeChat deduplicates it (the
+    // retry comes up to a minute later).
+    match dedupe_expired(inner, c.kind, c.first_claimed_at_ms, now + 60_000) {
+        None => (
+            backoff_next(inner, c, now, None, reason),
+            AttemptOutcome::Retry,
+        ),
+        Some(why) => {
+            let reason = format!("{reason}; not retried: {why}");
+            (Next::Unknown { reason }, AttemptOutcome::Unknown)
+        }
+    }
+}
+
+fn backoff(inner: &Inner, c: &Claimed, now: i64, code: i64, reason: String) -> Next {
+    backoff_next(inner, c, now, Some(code), reason)
+}
+
+/// Retry later, with jittered exponential backoff, or fail after `max_attempts`.
+fn backoff_next(inner: &Inner, c: &Claimed, now: i64, code: Option<i64>, reason: String) -> Next {
+    if c.attempts + 1 >= inner.settings.max_attempts {
+        let reason = format!("gave up after {} attempts; last: {reason}", c.attempts + 1);
+        return Next::Failed {
+            errcode: code,
+            reason,
+        };
+    }
+    let base = 500i64 << c.attempts.clamp(0, 7);
+    let delay = base + rand::random_range(0..=base / 2);
+    retry(now + delay.min(60_000), true, code, reason)
+}
+
+fn retry(due_at_ms: i64, count_attempt: bool, errcode: Option<i64>, reason: String) -> Next {
+    Next::Retry {
+        due_at_ms,
+        count_attempt,
+        errcode,
+        reason,
+    }
+}
+
+fn count(c: &Claimed, outcome: &str, errcode: Option<i64>) {
+    let errcode = errcode.map_or_else(|| "none".to_string(), |e| e.to_string());
+    metrics::counter!("wxgate_push_sends_total", "app" => c.app.clone(), "type" => c.kind.as_str(), "outcome" => outcome.to_string(), "errcode" => errcode).increment(1);
+}
+
+/// A call that got no usable answer. Messages never contain the URL (it holds the token).
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error("{0}")]
+    Transport(reqwest::Error),
+    #[error("HTTP {0}")]
+    Http(u16),
+}
+
+impl From<reqwest::Error> for SendError {
+    fn from(e: reqwest::Error) -> Self {
+        SendError::Transport(e.without_url())
+    }
+}
+
+impl SendError {
+    /// The request certainly did not reach WeChat (the connection was never made).
+    fn never_sent(&self) -> bool {
+        matches!(self, SendError::Transport(e) if e.is_connect())
+    }
+}
