@@ -3,8 +3,10 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::messages::{app_for, due_at, kind_of, parse_json, stored_body};
@@ -15,12 +17,49 @@ use crate::store::{CampaignMessage, CampaignRecord, NewCampaign, new_ids};
 /// The largest campaign body accepted (axum's default of 2 MB holds about 20,000 recipients).
 pub const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
 
+/// A campaign from `text/csv`: the settings come from the query string (`app`, `type`,
+/// `template_id`, and optionally `send_at`, `url`, `page`, `miniprogram_state`, `lang`,
+/// `truncate`), the recipients from the CSV (a `to` column, one column per keyword).
+fn from_csv(
+    query: &HashMap<String, String>,
+    body: &Bytes,
+) -> Result<message::CampaignRequest, ApiError> {
+    let mut settings = serde_json::Map::new();
+    for (k, v) in query {
+        let value = match (k.as_str(), v.as_str()) {
+            ("truncate", "true" | "1") => Value::Bool(true),
+            ("truncate", _) => Value::Bool(false),
+            _ => Value::String(v.clone()),
+        };
+        settings.insert(k.clone(), value);
+    }
+    settings.insert("recipients".into(), json!([]));
+    let mut req: message::CampaignRequest = serde_json::from_value(Value::Object(settings))
+        .map_err(|e| {
+            ApiError::invalid(format!(
+                "CSV campaign settings go in the query string (?app=…&type=…&template_id=…): {e}"
+            ))
+        })?;
+    req.recipients = message::parse_csv(body)?;
+    Ok(req)
+}
+
 pub async fn create(
     State(s): State<AppState>,
     caller: Caller,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let req: message::CampaignRequest = parse_json(&body)?;
+    let csv = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/csv"));
+    let req: message::CampaignRequest = if csv {
+        from_csv(&query, &body)?
+    } else {
+        parse_json(&body)?
+    };
     let app = app_for(&s, &caller, &req.app)?;
     let now = s.tokens.clock().now_ms();
     let due_at_ms = due_at(req.send_at.as_deref(), now)?;
@@ -121,4 +160,47 @@ pub async fn retry(
     let mut v = view(&c);
     v["requeued"] = json!(n);
     Ok(Json(v))
+}
+
+/// `GET /v1/campaigns/{id}/export`: one CSV line per recipient (`to,state,errcode,reason,msgid,
+/// attempts,updated_at`), read from the store a page at a time.
+pub async fn export(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    find(&s, &caller, &id).await?;
+    let mut out = String::from("to,state,errcode,reason,msgid,attempts,updated_at_ms\n");
+    let mut after: Option<String> = None;
+    loop {
+        let page = s
+            .store
+            .export_campaign(&id, after.as_deref(), 5_000)
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.recipient.clone());
+        for r in &page {
+            let row = [
+                csv_field(&r.recipient),
+                r.state.as_str().to_string(),
+                r.errcode.map(|e| e.to_string()).unwrap_or_default(),
+                csv_field(r.reason.as_deref().unwrap_or("")),
+                csv_field(r.msgid.as_deref().unwrap_or("")),
+                r.attempts.to_string(),
+                r.updated_at_ms.to_string(),
+            ];
+            out.push_str(&row.join(","));
+            out.push('\n');
+        }
+    }
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out))
+}
+
+/// A CSV field, quoted when it holds a comma, quote or line break.
+fn csv_field(v: &str) -> String {
+    if v.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", v.replace('"', "\"\""))
+    } else {
+        v.to_string()
+    }
 }

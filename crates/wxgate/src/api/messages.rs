@@ -126,3 +126,61 @@ pub async fn show(
         .ok_or_else(|| ApiError::not_found("message", &id))?;
     Ok(Json(serde_json::to_value(record).unwrap_or_default()))
 }
+
+/// `GET /v1/messages?campaign=&app=&state=&errcode=&after=&limit=`: messages by id order, a
+/// page at a time (`next` is the `after` of the next page).
+pub async fn list(
+    State(s): State<AppState>,
+    caller: Caller,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    use crate::store::{MessageFilter, MessageState};
+    let state = match q.get("state") {
+        None => None,
+        Some(v) => Some(MessageState::parse(v).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "state: {v:?} is not one of pending, sending, sent, failed, unknown, cancelled"
+            ))
+        })?),
+    };
+    let errcode = match q.get("errcode") {
+        None => None,
+        Some(v) => Some(
+            v.parse::<i64>()
+                .map_err(|_| ApiError::invalid(format!("errcode: {v:?} is not an integer")))?,
+        ),
+    };
+    let limit = match q.get("limit") {
+        None => 100,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::invalid("limit: use 1..=1000 (default 100)"))?,
+    };
+    let mut app = q.get("app").cloned();
+    if let Some(c) = q.get("campaign") {
+        let record = s.store.campaign(c).await?;
+        let record = record
+            .filter(|r| caller.may_use(&r.app))
+            .ok_or_else(|| ApiError::not_found("campaign", c))?;
+        app = Some(record.app);
+    }
+    match &app {
+        Some(a) => caller.require_app(a)?,
+        // Without an app, only the admin may list across apps.
+        None => caller.require_admin()?,
+    }
+    let filter = MessageFilter {
+        app,
+        campaign: q.get("campaign").cloned(),
+        state,
+        errcode,
+    };
+    let page = s
+        .store
+        .list_messages(&filter, q.get("after").map(String::as_str), limit)
+        .await?;
+    let next = (page.len() == limit as usize).then(|| page.last().map(|m| m.id.clone()));
+    Ok(Json(json!({ "messages": page, "next": next.flatten() })))
+}

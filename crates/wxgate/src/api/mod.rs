@@ -58,7 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps/{id}/secret", put(apps::rotate_secret))
         .route("/v1/apps/{id}/token", get(tokens::get))
         .route("/v1/apps/{id}/token/invalidate", post(tokens::invalidate))
-        .route("/v1/messages", post(messages::create))
+        .route("/v1/messages", post(messages::create).get(messages::list))
         .route("/v1/messages/{id}", get(messages::show))
         .route(
             "/v1/campaigns",
@@ -70,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/campaigns/{id}", get(campaigns::show))
         .route("/v1/campaigns/{id}/cancel", post(campaigns::cancel))
         .route("/v1/campaigns/{id}/retry", post(campaigns::retry))
+        .route("/v1/campaigns/{id}/export", get(campaigns::export))
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", axum::routing::delete(keys::delete))
         .route("/healthz", get(health::healthz))

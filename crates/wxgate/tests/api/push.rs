@@ -249,3 +249,163 @@ async fn a_20k_campaign_with_faults_and_a_revoked_token_delivers_everyone_exactl
         "one refresh for the whole campaign: {stats:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_campaign_lists_exports_retries_and_cancels() {
+    let app = shop().await;
+    let mut csv = String::from("to,thing1,character_string4\n");
+    for i in 0..49 {
+        csv.push_str(&format!("oCsv{i:05},\"Mug, blue\",A{i}\n"));
+    }
+    csv.push_str(&format!("oCsvLong,{},B1\n", "x".repeat(25)));
+    let q = "app=shop&type=template&template_id=TPL_ORDER";
+    let resp = app
+        .http
+        .post(format!("{}/v1/campaigns?{q}", app.base))
+        .bearer_auth(ADMIN)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let v: Value = resp.json().await.unwrap();
+    // One row's thing1 is over 20 characters: nothing is accepted, the row is named.
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["errors"][0]["field"], "recipients[49].data.thing1", "{v}");
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 51"),
+        "{v}"
+    );
+
+    let mut csv = String::from("to,thing1,amount2,time3,character_string4\n");
+    for i in 0..49 {
+        csv.push_str(&format!("oCsv{i:05},\"Mug, blue\",¥1.00,10:00,A{i}\n"));
+    }
+    csv.push_str("o-unfollowed-9,Mug,¥1.00,10:00,B1\noCsv00001,dup,¥1.00,10:00,C\n");
+    let resp = app
+        .http
+        .post(format!("{}/v1/campaigns?{q}", app.base))
+        .bearer_auth(ADMIN)
+        .header("content-type", "text/csv")
+        .body(csv)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let v: Value = resp.json().await.unwrap();
+    assert_eq!(
+        (v["total"].as_u64(), v["duplicates_skipped"].as_u64()),
+        (Some(50), Some(1)),
+        "{v}"
+    );
+    let id = v["id"].as_str().unwrap().to_string();
+    let c = app.campaign_done(&id, Duration::from_secs(30)).await;
+    assert_eq!(
+        (c["counts"]["sent"].as_u64(), c["counts"]["failed"].as_u64()),
+        (Some(49), Some(1)),
+        "{c}"
+    );
+
+    let (s, l) = app
+        .call(
+            "GET",
+            &format!("/v1/messages?campaign={id}&state=failed"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{l}");
+    let failed = l["messages"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{l}");
+    assert_eq!(
+        (
+            failed[0]["recipient"].as_str(),
+            failed[0]["errcode"].as_i64()
+        ),
+        (Some("o-unfollowed-9"), Some(43004))
+    );
+    let (_, l) = app
+        .call(
+            "GET",
+            &format!("/v1/messages?campaign={id}&errcode=43004"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(l["messages"].as_array().unwrap().len(), 1);
+
+    let export = app
+        .http
+        .get(format!("{}/v1/campaigns/{id}/export", app.base))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<&str> = export.lines().collect();
+    assert_eq!(lines.len(), 51, "a header and one line per recipient");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("o-unfollowed-9,failed,43004,")),
+        "{export}"
+    );
+    assert_eq!(lines.iter().filter(|l| l.contains(",sent,")).count(), 49);
+
+    let (s, r) = app
+        .call(
+            "POST",
+            &format!("/v1/campaigns/{id}/retry"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (s, r["requeued"].as_u64()),
+        (StatusCode::OK, Some(1)),
+        "{r}"
+    );
+    let c = app.campaign_done(&id, Duration::from_secs(30)).await;
+    assert_eq!(c["counts"]["failed"], 1, "still unfollowed: {c}");
+    assert_eq!(app.sim.stats("wxdemo_oa").unwrap().deliveries, 49);
+
+    // Cancel: a campaign scheduled for tomorrow never sends.
+    let at = time::OffsetDateTime::from_unix_timestamp(app.clock.now_ms() / 1000 + 86_400).unwrap();
+    let body = json!({
+        "app": "shop", "type": "template", "template_id": "TPL_ORDER",
+        "send_at": at.format(&time::format_description::well_known::Rfc3339).unwrap(),
+        "data": {"thing1": "Later", "amount2": "¥1.00", "time3": "10:00", "character_string4": "X"},
+        "recipients": [{"to": "oLater0001"}, {"to": "oLater0002"}],
+    });
+    let (_, v) = app
+        .call("POST", "/v1/campaigns", Some(ADMIN), Some(body))
+        .await;
+    let later = v["id"].as_str().unwrap().to_string();
+    let (s, c) = app
+        .call(
+            "POST",
+            &format!("/v1/campaigns/{later}/cancel"),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        (c["counts"]["cancelled"].as_u64(), c["status"].as_str()),
+        (Some(2), Some("done")),
+        "{c}"
+    );
+    app.clock.advance(Duration::from_secs(86_401));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        app.sim.stats("wxdemo_oa").unwrap().deliveries,
+        49,
+        "cancelled messages never went out"
+    );
+}
