@@ -33,6 +33,46 @@ pub enum Command {
     CheckConfig,
     /// Print a new random master key (64 hex characters) for WXGATE_MASTER_KEY.
     GenKey,
+    /// Campaigns against a running wxgate server.
+    #[command(subcommand)]
+    Campaign(CampaignCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CampaignCommand {
+    /// Upload a CSV of recipients (a `to` column, one column per keyword), show progress until
+    /// every message is final, then summarise: sent, failed by errcode, unknown, messages/s.
+    Send(CampaignSend),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CampaignSend {
+    /// The wxgate server.
+    #[arg(long, env = "WXGATE_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// An API key for the app (or the admin token).
+    #[arg(long, env = "WXGATE_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// The app id in wxgate.
+    #[arg(long)]
+    pub app: String,
+    /// template (Official Account) or subscribe (Mini Program).
+    #[arg(long = "type", default_value = "template")]
+    pub kind: String,
+    #[arg(long)]
+    pub template_id: String,
+    /// The recipients.
+    #[arg(long, value_name = "FILE")]
+    pub csv: PathBuf,
+    /// Send later (RFC 3339), e.g. 2026-11-23T20:00:00+08:00.
+    #[arg(long)]
+    pub send_at: Option<String>,
+    /// Cut over-long free-text values with "…" instead of refusing the campaign.
+    #[arg(long)]
+    pub truncate: bool,
+    /// Return after the upload instead of following the campaign to its end.
+    #[arg(long)]
+    pub no_wait: bool,
 }
 
 /// Parses `std::env::args`; prints help or an error and exits on bad arguments.

@@ -24,6 +24,9 @@ fn run() -> anyhow::Result<ExitCode> {
             println!("{}", crypto::generate_key_hex());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Campaign(cli::CampaignCommand::Send(args)) => {
+            runtime()?.block_on(wxgate::campaign_cli::send(args))
+        }
         Command::Sim(args) => {
             telemetry::init(LogFormat::Text);
             runtime()?.block_on(wxsim::run(args))?;

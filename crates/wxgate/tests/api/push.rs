@@ -409,3 +409,40 @@ async fn a_csv_campaign_lists_exports_retries_and_cancels() {
         "cancelled messages never went out"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_campaign_send_command_uploads_follows_and_summarises() {
+    let app = shop().await;
+    let dir = temp_dir();
+    let file = dir.join("recipients.csv");
+    let mut csv = String::from("to,thing1,amount2,time3,character_string4\n");
+    for i in 0..19 {
+        csv.push_str(&format!("oCli{i:05},Mug,¥1.00,10:00,A{i}\n"));
+    }
+    csv.push_str("o-unfollowed-cli,Mug,¥1.00,10:00,B\n");
+    std::fs::write(&file, csv).unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_wxgate"))
+        .args(["campaign", "send", "--server", &app.base, "--app", "shop"])
+        .args(["--template-id", "TPL_ORDER", "--csv"])
+        .arg(&file)
+        .env("WXGATE_TOKEN", ADMIN)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "one failed → exit 3\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("sent       19"), "{stdout}");
+    assert!(stdout.contains("errcode 43004: 1"), "{stdout}");
+    assert!(stdout.contains("messages/s"), "{stdout}");
+    assert!(stderr.contains("20 recipients accepted"), "{stderr}");
+    assert!(
+        !stderr.contains(ADMIN) && !stdout.contains(ADMIN),
+        "the token is never printed"
+    );
+    assert_eq!(app.sim.stats("wxdemo_oa").unwrap().deliveries, 19);
+}
