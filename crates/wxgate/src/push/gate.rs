@@ -22,6 +22,10 @@ pub(crate) struct AppGate {
     paused_until_ms: AtomicI64,
     /// Why the app is paused, for logs and message reasons.
     pause_reason: Mutex<String>,
+    /// Templates WeChat rejected (errcode, reason, until epoch ms): their messages fail without
+    /// a call until then, so a campaign on a wrong template costs one call, not one per
+    /// recipient.
+    bad_templates: Mutex<std::collections::HashMap<String, (i64, String, i64)>>,
 }
 
 impl AppGate {
@@ -33,6 +37,7 @@ impl AppGate {
             next_start: Mutex::new(Instant::now()),
             paused_until_ms: AtomicI64::new(0),
             pause_reason: Mutex::new(String::new()),
+            bad_templates: Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -58,6 +63,23 @@ impl AppGate {
 
     pub fn paused_until_ms(&self) -> i64 {
         self.paused_until_ms.load(Ordering::Relaxed)
+    }
+
+    /// Mark a template rejected until `until_ms`.
+    pub fn reject_template(&self, template: &str, errcode: i64, reason: &str, until_ms: i64) {
+        let mut bad = self.bad_templates.lock().unwrap_or_else(|p| p.into_inner());
+        bad.insert(
+            template.to_string(),
+            (errcode, reason.to_string(), until_ms),
+        );
+    }
+
+    /// (errcode, reason) while `template` is marked rejected.
+    pub fn template_rejected(&self, template: &str, now_ms: i64) -> Option<(i64, String)> {
+        let bad = self.bad_templates.lock().unwrap_or_else(|p| p.into_inner());
+        bad.get(template)
+            .filter(|(_, _, until)| *until > now_ms)
+            .map(|(code, reason, _)| (*code, reason.clone()))
     }
 
     /// Stop claiming the app's messages until `until_ms` (a later pause wins).

@@ -18,6 +18,10 @@ const WECOM_DUPLICATE_WINDOW_MS: i64 = 1_800_000;
 const FREE_REFRESHES: i64 = 5;
 /// How long a configuration error pauses the app's sends before one more try.
 const CONFIG_PAUSE_MS: i64 = 60_000;
+/// Errcodes that condemn a template, not the app: 40037 invalid template_id; 40036 invalid
+/// template_id size. Its other messages fail without a call for this long.
+const TEMPLATE_ERRORS: [i64; 2] = [40037, 40036];
+const TEMPLATE_REJECT_MS: i64 = 10 * 60_000;
 
 #[derive(Deserialize)]
 struct Reply {
@@ -47,6 +51,18 @@ pub(crate) async fn deliver(inner: &Inner, c: Claimed) -> Finish {
     }
     let gate = inner.gate(&c.app);
     let _permit = gate.enter().await;
+    // Checked after the wait for a slot, when sends ahead of this one have had their answer.
+    if let Some((code, why)) = gate.template_rejected(&c.template, inner.clock.now_ms()) {
+        count(&c, "failed", Some(code));
+        let reason = format!("not sent: {why}");
+        return next(
+            Next::Failed {
+                errcode: Some(code),
+                reason,
+            },
+            None,
+        );
+    }
     let token = match inner.tokens.get(&c.app).await {
         Ok(t) => t,
         Err(TokenError::UnknownApp(app)) => {
@@ -117,8 +133,17 @@ pub(crate) async fn deliver(inner: &Inner, c: Claimed) -> Finish {
     let code = reply.errcode;
     let errmsg = Some(reply.errmsg.clone()).filter(|m| !m.is_empty());
     if code == 0 {
-        // WeCom answers 0 with the ids it could not reach; a campaign message has one user.
-        if let Some(bad) = reply.invaliduser.filter(|u| !u.is_empty()) {
+        // WeCom answers 0 with the ids it could not reach: a message to one user failed; one to
+        // several was delivered to the others, and the log says to whom it was not.
+        let bad = reply.invaliduser.filter(|u| !u.is_empty());
+        let single = !c.recipient.contains('|') && c.recipient != crate::message::ALL;
+        if let Some(bad) = bad.as_ref().filter(|_| !single) {
+            count(&c, "sent", Some(0));
+            let detail = Some(format!("WeCom could not deliver to: {bad}"));
+            let attempt = record(AttemptOutcome::Sent, Some(0), errmsg, msgid.clone(), detail);
+            return next(Next::Sent { msgid }, Some(attempt));
+        }
+        if let Some(bad) = bad {
             let reason = format!("WeCom could not deliver to: {bad}");
             let outcome = AttemptOutcome::Failed;
             count(&c, "failed", Some(81013));
@@ -154,6 +179,21 @@ pub(crate) async fn deliver(inner: &Inner, c: Claimed) -> Finish {
             (
                 retry(until, false, Some(code), reason),
                 AttemptOutcome::Window,
+            )
+        }
+        ErrClass::Config if TEMPLATE_ERRORS.contains(&code) => {
+            let reason = format!(
+                "{reason} — template {:?} is wrong for this app: fix template_id, then retry \
+                 the failed messages",
+                c.template
+            );
+            gate.reject_template(&c.template, code, &reason, at_ms + TEMPLATE_REJECT_MS);
+            (
+                Next::Failed {
+                    errcode: Some(code),
+                    reason,
+                },
+                AttemptOutcome::Failed,
             )
         }
         ErrClass::Config => {

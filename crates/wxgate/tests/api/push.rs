@@ -446,3 +446,150 @@ async fn the_campaign_send_command_uploads_follows_and_summarises() {
     );
     assert_eq!(app.sim.stats("wxdemo_oa").unwrap().deliveries, 19);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quota_window_pauses_the_app_without_spending_attempts() {
+    let app = shop().await;
+    app.skip_to_morning();
+    app.sim
+        .update_app("wxdemo_oa", |a| a.send_daily_limit = Some(1));
+    let (_, v) = app.post_message(order("oWin0001"), None).await;
+    assert_eq!(
+        app.settled(v["id"].as_str().unwrap()).await["state"],
+        "sent"
+    );
+    // The day's quota is used: 45009. The message waits for midnight, attempts unspent.
+    let (_, v) = app.post_message(order("oWin0002"), None).await;
+    let id = v["id"].as_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let m = loop {
+        let (_, m) = app
+            .call("GET", &format!("/v1/messages/{id}"), Some(ADMIN), None)
+            .await;
+        if m["log"].as_array().is_some_and(|l| !l.is_empty()) {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no attempt logged: {m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(m["state"], "pending", "{m}");
+    assert_eq!(m["errcode"], 45009, "{m}");
+    assert_eq!(m["attempts"], 0, "a quota window spends no attempt: {m}");
+    assert_eq!(m["log"][0]["outcome"], "window");
+    // The app is paused: a third message is not even tried before midnight.
+    let (_, v3) = app.post_message(order("oWin0003"), None).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        app.sim
+            .stats("wxdemo_oa")
+            .unwrap()
+            .sends_rejected
+            .get(&45009),
+        Some(&1)
+    );
+    let (_, m3) = app
+        .call(
+            "GET",
+            &format!("/v1/messages/{}", v3["id"].as_str().unwrap()),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (m3["state"].as_str(), m3["log"].as_array().map(Vec::len)),
+        (Some("pending"), Some(0)),
+        "{m3}"
+    );
+    // After midnight (with room for both today) both go out.
+    app.sim
+        .update_app("wxdemo_oa", |a| a.send_daily_limit = Some(10));
+    app.skip_to_morning();
+    assert_eq!(app.settled(&id).await["state"], "sent");
+    assert_eq!(
+        app.settled(v3["id"].as_str().unwrap()).await["state"],
+        "sent"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_template_fails_its_messages_after_a_few_calls_not_one_per_recipient() {
+    let app = spawn_with(
+        SimConfig::default(),
+        vec![crate::helpers::shop(TokenApi::Stable)],
+        |c| {
+            c.push.per_app_concurrency = 4;
+        },
+    )
+    .await;
+    let recipients: Vec<Value> = (0..300)
+        .map(|i| json!({"to": format!("oTpl{i:05}")}))
+        .collect();
+    let body = json!({
+        "app": "shop", "type": "template", "template_id": "TPL_NOPE",
+        "data": {"thing1": "x"}, "recipients": recipients,
+    });
+    let (s, v) = app
+        .call("POST", "/v1/campaigns", Some(ADMIN), Some(body))
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let c = app
+        .campaign_done(v["id"].as_str().unwrap(), Duration::from_secs(30))
+        .await;
+    assert_eq!(c["counts"]["failed"], 300, "{c}");
+    let calls = app
+        .sim
+        .stats("wxdemo_oa")
+        .unwrap()
+        .sends_rejected
+        .get(&40037)
+        .copied()
+        .unwrap_or(0);
+    assert!(
+        (1..=8).contains(&calls),
+        "{calls} calls for a template WeChat rejects"
+    );
+    let (_, l) = app
+        .call(
+            "GET",
+            &format!(
+                "/v1/messages?campaign={}&errcode=40037&limit=1",
+                v["id"].as_str().unwrap()
+            ),
+            Some(ADMIN),
+            None,
+        )
+        .await;
+    let reason = l["messages"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("TPL_NOPE") && reason.contains("template_id"),
+        "{reason}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wecom_partial_failure_is_recorded_per_recipient() {
+    let ops = app(
+        "ops",
+        wxgate::config::AppKind::Wecom,
+        "wwdemo_corp",
+        "demo-wecom-secret",
+        TokenApi::Stable,
+    );
+    let app = spawn_with(SimConfig::default(), vec![ops], |_| {}).await;
+    let post = |to: &str| json!({"app": "ops", "type": "wecom", "to": to, "msgtype": "text", "text": {"content": format!("deploy done for {to}")}});
+    let (s, v) = app.post_message(post("alice|invalid1"), None).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let m = app.settled(v["id"].as_str().unwrap()).await;
+    assert_eq!(m["state"], "sent", "alice got it: {m}");
+    assert!(
+        m["log"][0]["detail"].as_str().unwrap().contains("invalid1"),
+        "{m}"
+    );
+    let (_, v) = app.post_message(post("invalid2"), None).await;
+    let m = app.settled(v["id"].as_str().unwrap()).await;
+    assert_eq!(
+        (m["state"].as_str(), m["errcode"].as_i64()),
+        (Some("failed"), Some(81013)),
+        "{m}"
+    );
+}
