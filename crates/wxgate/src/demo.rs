@@ -67,6 +67,10 @@ pub fn banner(gateway: &str, sim: &str, admin: &str) -> String {
          \n\n  # report a token WeChat rejected (refreshes once, whoever reports it)\
          \n  curl -s -H \"Authorization: Bearer $ADMIN\" -H 'content-type: application/json' \\\
          \n       -d '{{\"access_token\":\"<token>\"}}' $WXGATE/v1/apps/shop/token/invalidate\
+         \n\n  # send a template message (202 once stored), then see it and its attempts\
+         \n  curl -s -H \"Authorization: Bearer $ADMIN\" -H 'content-type: application/json' \\\
+         \n       -d '{{\"app\":\"shop\",\"type\":\"template\",\"to\":\"oDemoUser1\",\"template_id\":\"TPL_ORDER\",\"data\":{{\"thing1\":\"Blue mug\",\"amount2\":\"¥9.90\",\"time3\":\"15:01\",\"character_string4\":\"A1001\"}}}}' $WXGATE/v1/messages\
+         \n  curl -s -H \"Authorization: Bearer $ADMIN\" $WXGATE/v1/messages/<id>\
          \n\n  # what WeChat saw: fetches, token uses, sends\
          \n  curl -s {sim}/_sim/stats\
          \n  curl -s $WXGATE/metrics | grep wxgate_token\n"
