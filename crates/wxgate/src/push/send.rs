@@ -264,7 +264,11 @@ fn after_no_answer(inner: &Inner, c: &Claimed, e: &SendError, now: i64) -> (Next
         );
     }
     // WeChat may have delivered it: a retry is safe only while WeChat deduplicates it (the
-    // retry comes up to a minute later).
+    // retry comes up to a minute later), and giving up is `unknown`, never `failed`.
+    if c.attempts + 1 >= inner.settings.max_attempts {
+        let reason = format!("{reason}; gave up after {} attempts", c.attempts + 1);
+        return (Next::Unknown { reason }, AttemptOutcome::Unknown);
+    }
     match dedupe_expired(inner, c.kind, c.first_claimed_at_ms, now + 60_000) {
         None => (
             backoff_next(inner, c, now, None, reason),

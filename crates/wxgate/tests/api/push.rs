@@ -593,3 +593,31 @@ async fn a_wecom_partial_failure_is_recorded_per_recipient() {
         "{m}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_whose_answers_keep_getting_lost_ends_unknown_not_failed() {
+    let app = spawn_with(
+        SimConfig::default(),
+        vec![crate::helpers::shop(TokenApi::Stable)],
+        |c| {
+            c.push.max_attempts = 2;
+        },
+    )
+    .await;
+    app.token("shop").await;
+    app.sim.set_faults(Faults {
+        lost_reply_rate: 1.0,
+        scope: FaultScope::Send,
+        ..Faults::default()
+    });
+    let (_, v) = app.post_message(order("oLost0001"), None).await;
+    let m = app.settled(v["id"].as_str().unwrap()).await;
+    assert_eq!(m["state"], "unknown", "WeChat may have it: {m}");
+    assert_eq!(m["log"].as_array().unwrap().len(), 2, "{m}");
+    let stats = app.sim.stats("wxdemo_oa").unwrap();
+    assert_eq!(
+        (stats.deliveries, stats.dedupe_hits),
+        (1, 1),
+        "delivered once, the retry deduplicated: {stats:?}"
+    );
+}
