@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, AppState, auth::KeyCache};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::coord::RedisCoord;
+use crate::coord::{CoordError, RedisCoord};
 use crate::crypto::{KeySource, MasterKey};
 use crate::push::{PushSettings, Pusher};
 use crate::store::Store;
@@ -71,6 +71,22 @@ impl Drop for Gateway {
     }
 }
 
+/// Redis for fleet mode. Unreachable is not fatal: the instance starts degraded (serving and
+/// fetching on its own) and joins the fleet when Redis answers, so a restart during a Redis
+/// outage does not take it down. A bad URL or a refused password is fatal.
+async fn connect_redis(url: &str, prefix: &str) -> anyhow::Result<RedisCoord> {
+    match RedisCoord::connect(url, prefix).await {
+        Ok(c) => Ok(c),
+        Err(CoordError::Unavailable(why)) => {
+            tracing::warn!(%why, "redis unreachable at start: starting degraded; the fleet is joined when it answers");
+            RedisCoord::connect_lazily(url, prefix)
+                .await
+                .context("connecting to Redis (WXGATE_REDIS_URL)")
+        }
+        Err(e) => Err(e).context("connecting to Redis (WXGATE_REDIS_URL)"),
+    }
+}
+
 /// Start a gateway for `cfg` reading time from `clock`.
 pub async fn start(cfg: Config, clock: Clock) -> anyhow::Result<Gateway> {
     let metrics = crate::metrics::prometheus();
@@ -92,9 +108,8 @@ pub async fn start(cfg: Config, clock: Clock) -> anyhow::Result<Gateway> {
     );
     let coord = match &cfg.redis_url {
         Some(url) => Some(
-            RedisCoord::connect(url.expose_secret(), &cfg.redis_prefix)
-                .await
-                .context("connecting to Redis (WXGATE_REDIS_URL)")?
+            connect_redis(url.expose_secret(), &cfg.redis_prefix)
+                .await?
                 .with_clock(clock.clone()),
         ),
         None => None,

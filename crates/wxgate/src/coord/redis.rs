@@ -117,6 +117,17 @@ impl RedisCoord {
     /// Connect, failing within about 2 s (`CONNECT_TIMEOUT`) with [`CoordError::Unavailable`]
     /// when Redis cannot be reached. Uses a real-time clock; see [`RedisCoord::with_clock`].
     pub async fn connect(url: &str, prefix: &str) -> Result<RedisCoord, CoordError> {
+        Self::open(url, prefix, false).await
+    }
+
+    /// Like [`connect`](Self::connect), but without waiting for Redis: the connection is made
+    /// on first use and remade as needed, so a gateway can start (degraded) while Redis is
+    /// down. A bad URL is still an error.
+    pub async fn connect_lazily(url: &str, prefix: &str) -> Result<RedisCoord, CoordError> {
+        Self::open(url, prefix, true).await
+    }
+
+    async fn open(url: &str, prefix: &str, lazy: bool) -> Result<RedisCoord, CoordError> {
         check_name("key prefix", prefix)?;
         let client = Client::open(url).map_err(|e| {
             // The URL is not echoed: it may carry a password.
@@ -142,19 +153,11 @@ impl RedisCoord {
             .set_number_of_retries(2)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
-        let conn = match tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            client.get_connection_manager_with_config(config),
-        )
-        .await
-        {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(classify(&e, "connect", &addr, password.as_deref())),
-            Err(_) => {
-                return Err(CoordError::Unavailable(format!(
-                    "connect (Redis at {addr}): no answer within {CONNECT_TIMEOUT:?}"
-                )));
-            }
+        let conn = if lazy {
+            ConnectionManager::new_lazy_with_config(client, config)
+                .map_err(|e| classify(&e, "connect", &addr, password.as_deref()))?
+        } else {
+            Self::connect_now(client, config, &addr, password.as_deref()).await?
         };
         Ok(RedisCoord {
             conn,
@@ -164,6 +167,26 @@ impl RedisCoord {
             password,
             clock: Clock::new(),
         })
+    }
+
+    async fn connect_now(
+        client: Client,
+        config: ConnectionManagerConfig,
+        addr: &str,
+        password: Option<&str>,
+    ) -> Result<ConnectionManager, CoordError> {
+        match tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            client.get_connection_manager_with_config(config),
+        )
+        .await
+        {
+            Ok(Ok(conn)) => Ok(conn),
+            Ok(Err(e)) => Err(classify(&e, "connect", addr, password)),
+            Err(_) => Err(CoordError::Unavailable(format!(
+                "connect (Redis at {addr}): no answer within {CONNECT_TIMEOUT:?}"
+            ))),
+        }
     }
 
     /// Read "now" from this clock (the gateway's, which tests move) instead of real time.

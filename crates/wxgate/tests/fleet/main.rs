@@ -406,6 +406,37 @@ async fn steady_use_over_several_token_lifetimes_refreshes_once_per_period() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_started_while_redis_is_down_serves_and_joins_the_fleet_later() {
+    let http = http();
+    let sim = sim(SimConfig::default()).await;
+    let mut redis = PrivateRedis::not_started();
+    let spec = FleetSpec::new(&sim.base_url(), &redis.url(), CLASSIC_OA);
+    let first = Instance::start(&spec, 0).await;
+    let t = first.token(&http, "shop").await;
+    assert_eq!(use_token(&http, &sim.base_url(), &t).await, 0);
+    let degraded = eventually(Duration::from_secs(10), || async {
+        first.readyz(&http).await["status"] == "degraded"
+    })
+    .await;
+    assert!(degraded, "readyz says degraded while Redis is down");
+
+    redis.restart().await;
+    let joined = eventually(Duration::from_secs(15), || async {
+        first.readyz(&http).await["status"] == "ready"
+    })
+    .await;
+    assert!(joined, "the instance joined the fleet when Redis answered");
+    // Its token was published on joining: a second instance adopts it without a fetch.
+    let second = Instance::start(&spec, 1).await;
+    let agreed = eventually(Duration::from_secs(10), || async {
+        second.token(&http, "shop").await == t
+    })
+    .await;
+    assert!(agreed, "the second instance serves the first one's token");
+    assert_eq!(fetches(&sim, "wxdemo_oa"), 1);
+}
+
 fn fleet_prefix(fleet: &[Instance]) -> String {
     fleet[0].prefix.clone()
 }

@@ -51,6 +51,14 @@ impl PrivateRedis {
         r
     }
 
+    /// A free port with no Redis on it yet (`restart` starts one there).
+    pub fn not_started() -> PrivateRedis {
+        PrivateRedis {
+            port: free_port(),
+            child: None,
+        }
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
