@@ -69,22 +69,25 @@ pub async fn create(
         .await
         .map_err(|e| ApiError::internal(format!("validation failed: {e}")))??;
     let mut ids = new_ids("msg_", now);
-    let mut messages = Vec::with_capacity(prepared.messages.len());
-    for p in &prepared.messages {
-        let id = ids.next().expect("an IdSeq never ends");
-        let body = stored_body(p, &id)?;
-        messages.push(CampaignMessage {
-            id,
-            recipient: p.to.clone(),
-            body,
-        });
-    }
+    let messages = prepared
+        .messages
+        .into_iter()
+        .map(|p| {
+            let id = ids.next().expect("an IdSeq never ends");
+            let body = stored_body(&p, &id)?;
+            Ok(CampaignMessage {
+                id,
+                recipient: p.to,
+                body,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
     let total = messages.len();
     let campaign = NewCampaign {
         id: crate::store::new_id("cmp_", now),
         app: app_id,
         kind: kind_of(prepared.spec.kind),
-        template: prepared.spec.template.clone(),
+        template: prepared.spec.template,
         due_at_ms,
     };
     let id = campaign.id.clone();
@@ -141,10 +144,7 @@ pub async fn cancel(
     find(&s, &caller, &id).await?;
     let now = s.tokens.clock().now_ms();
     let n = s.store.cancel_campaign(&id, now).await?.unwrap_or(0);
-    let c = find(&s, &caller, &id).await?;
-    let mut v = view(&c);
-    v["cancelled_now"] = n.into();
-    Ok(Json(v))
+    after_change(&s, &caller, &id, "cancelled_now", n).await
 }
 
 pub async fn retry(
@@ -154,11 +154,21 @@ pub async fn retry(
 ) -> Result<Json<Value>, ApiError> {
     find(&s, &caller, &id).await?;
     let now = s.tokens.clock().now_ms();
-    let n = s.store.retry_failed(&id, now).await?;
+    let n = s.store.retry_failed(&id, now).await?.unwrap_or(0);
     s.pusher.wake();
-    let c = find(&s, &caller, &id).await?;
-    let mut v = view(&c);
-    v["requeued"] = json!(n);
+    after_change(&s, &caller, &id, "requeued", n).await
+}
+
+/// The campaign as it is after cancel or retry, with how many messages that changed.
+async fn after_change(
+    s: &AppState,
+    caller: &Caller,
+    id: &str,
+    what: &str,
+    n: u64,
+) -> Result<Json<Value>, ApiError> {
+    let mut v = view(&find(s, caller, id).await?);
+    v[what] = n.into();
     Ok(Json(v))
 }
 
@@ -170,7 +180,18 @@ pub async fn export(
     Path(id): Path<String>,
 ) -> Result<impl axum::response::IntoResponse, ApiError> {
     find(&s, &caller, &id).await?;
-    let mut out = String::from("to,state,errcode,reason,msgid,attempts,updated_at_ms\n");
+    let csv_error = |e: csv::Error| ApiError::internal(format!("cannot write the export: {e}"));
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record([
+        "to",
+        "state",
+        "errcode",
+        "reason",
+        "msgid",
+        "attempts",
+        "updated_at_ms",
+    ])
+    .map_err(csv_error)?;
     let mut after: Option<String> = None;
     loop {
         let page = s
@@ -180,27 +201,20 @@ pub async fn export(
         let Some(last) = page.last() else { break };
         after = Some(last.recipient.clone());
         for r in &page {
-            let row = [
-                csv_field(&r.recipient),
-                r.state.as_str().to_string(),
-                r.errcode.map(|e| e.to_string()).unwrap_or_default(),
-                csv_field(r.reason.as_deref().unwrap_or("")),
-                csv_field(r.msgid.as_deref().unwrap_or("")),
-                r.attempts.to_string(),
-                r.updated_at_ms.to_string(),
-            ];
-            out.push_str(&row.join(","));
-            out.push('\n');
+            out.write_record([
+                r.recipient.as_str(),
+                r.state.as_str(),
+                &r.errcode.map(|e| e.to_string()).unwrap_or_default(),
+                r.reason.as_deref().unwrap_or(""),
+                r.msgid.as_deref().unwrap_or(""),
+                &r.attempts.to_string(),
+                &r.updated_at_ms.to_string(),
+            ])
+            .map_err(csv_error)?;
         }
     }
-    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], out))
-}
-
-/// A CSV field, quoted when it holds a comma, quote or line break.
-fn csv_field(v: &str) -> String {
-    if v.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", v.replace('"', "\"\""))
-    } else {
-        v.to_string()
-    }
+    let bytes = out
+        .into_inner()
+        .map_err(|e| ApiError::internal(format!("cannot write the export: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], bytes))
 }

@@ -37,7 +37,7 @@ struct Reply {
 }
 
 /// Send one claimed message and say what becomes of it.
-pub(crate) async fn deliver(inner: &Inner, c: Claimed) -> Finish {
+pub(crate) async fn deliver(inner: &Inner, mut c: Claimed) -> Finish {
     let now = inner.clock.now_ms();
     let next = |next: Next, attempt: Option<AttemptRecord>| Finish {
         id: c.id.clone(),
@@ -93,7 +93,8 @@ pub(crate) async fn deliver(inner: &Inner, c: Claimed) -> Finish {
         .post(url)
         .query(&[("access_token", token.value.expose())])
         .header("content-type", "application/json")
-        .body(c.body.clone())
+        // The body is needed once: moved into the request, not copied per send.
+        .body(std::mem::take(&mut c.body))
         .send()
         .await;
     let reply = match sent {
@@ -167,7 +168,7 @@ pub(crate) async fn deliver(inner: &Inner, c: Claimed) -> Finish {
             (n, AttemptOutcome::Refresh)
         }
         ErrClass::Backoff => (
-            backoff(inner, &c, at_ms, code, reason),
+            backoff_next(inner, &c, at_ms, Some(code), reason),
             AttemptOutcome::Retry,
         ),
         ErrClass::Window => {
@@ -281,10 +282,6 @@ fn after_no_answer(inner: &Inner, c: &Claimed, e: &SendError, now: i64) -> (Next
     }
 }
 
-fn backoff(inner: &Inner, c: &Claimed, now: i64, code: i64, reason: String) -> Next {
-    backoff_next(inner, c, now, Some(code), reason)
-}
-
 /// Retry later, with jittered exponential backoff, or fail after `max_attempts`.
 fn backoff_next(inner: &Inner, c: &Claimed, now: i64, code: Option<i64>, reason: String) -> Next {
     if c.attempts + 1 >= inner.settings.max_attempts {
@@ -308,9 +305,9 @@ fn retry(due_at_ms: i64, count_attempt: bool, errcode: Option<i64>, reason: Stri
     }
 }
 
-fn count(c: &Claimed, outcome: &str, errcode: Option<i64>) {
+fn count(c: &Claimed, outcome: &'static str, errcode: Option<i64>) {
     let errcode = errcode.map_or_else(|| "none".to_string(), |e| e.to_string());
-    metrics::counter!("wxgate_push_sends_total", "app" => c.app.clone(), "type" => c.kind.as_str(), "outcome" => outcome.to_string(), "errcode" => errcode).increment(1);
+    metrics::counter!("wxgate_push_sends_total", "app" => c.app.clone(), "type" => c.kind.as_str(), "outcome" => outcome, "errcode" => errcode).increment(1);
 }
 
 /// A call that got no usable answer. Messages never contain the URL (it holds the token).

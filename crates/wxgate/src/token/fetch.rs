@@ -99,6 +99,19 @@ pub(crate) fn start(
     rx
 }
 
+/// Start the app's fetch unless one is under way or the breaker is open (then a report or a
+/// refresh waits for it to close). The caller holds the slot's lock.
+pub(crate) fn start_if_idle(
+    inner: &Arc<Inner>,
+    slot: &Arc<AppSlot>,
+    st: &mut SlotState,
+    purpose: Purpose,
+    now: i64,
+) -> Option<watch::Receiver<Option<Outcome>>> {
+    let blocked = st.block.as_ref().is_some_and(|b| b.until_ms > now);
+    (st.inflight.is_none() && !blocked).then(|| start(inner, slot, st, purpose))
+}
+
 /// One fetch: through the fleet, or alone (embedded mode).
 async fn obtain(inner: &Arc<Inner>, slot: &AppSlot, purpose: Purpose) -> Result<Got, TokenError> {
     match &inner.fleet {

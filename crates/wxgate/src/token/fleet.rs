@@ -66,22 +66,22 @@ impl Fleet {
         op: impl Future<Output = Result<T, CoordError>>,
     ) -> Result<T, CoordError> {
         let r = op.await;
-        self.set_degraded(matches!(r, Err(CoordError::Unavailable(_))), &r);
+        match &r {
+            Err(e @ CoordError::Unavailable(_)) => self.set_degraded(Some(&e.to_string())),
+            _ => self.set_degraded(None),
+        }
         r
     }
 
-    fn set_degraded<T>(&self, down: bool, r: &Result<T, CoordError>) {
+    /// `why` Redis is down, or `None` when it answered.
+    fn set_degraded(&self, why: Option<&str>) {
+        let down = why.is_some();
         if self.degraded.swap(down, Ordering::Relaxed) == down {
             return;
         }
         metrics::gauge!("wxgate_redis_degraded").set(if down { 1.0 } else { 0.0 });
-        if down {
+        if let Some(error) = why {
             metrics::counter!("wxgate_redis_degraded_total").increment(1);
-            let error = r
-                .as_ref()
-                .err()
-                .map(ToString::to_string)
-                .unwrap_or_default();
             tracing::warn!(%error, "redis unreachable: serving in-process tokens, refreshing per instance at a bounded rate");
         } else {
             tracing::info!("redis reachable again: tokens are shared by the fleet");
@@ -90,10 +90,7 @@ impl Fleet {
 
     /// Mark Redis as down without a failed call (the event stream was lost).
     pub fn note_disconnected(&self) {
-        self.set_degraded::<()>(
-            true,
-            &Err(CoordError::Unavailable("event stream lost".into())),
-        );
+        self.set_degraded(Some("event stream lost"));
     }
 }
 
@@ -230,11 +227,7 @@ async fn hold(
 /// Whether a token another instance stored will do for `purpose`.
 fn acceptable(inner: &Inner, slot: &AppSlot, purpose: Purpose, s: &SharedToken) -> bool {
     let now = inner.clock.now_ms();
-    let min_ttl = match slot.kind() {
-        AppKind::Wecom => 0,
-        _ => inner.settings.min_ttl.as_millis() as i64,
-    };
-    if s.invalid || s.expires_at_ms - now <= min_ttl {
+    if s.invalid || s.expires_at_ms - now <= inner.min_ttl_ms(slot) {
         return false;
     }
     {

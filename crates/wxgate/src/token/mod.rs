@@ -73,6 +73,15 @@ impl Inner {
             .cloned()
     }
 
+    /// A token with less than this to live is not handed out.
+    pub(crate) fn min_ttl_ms(&self, slot: &AppSlot) -> i64 {
+        match slot.kind() {
+            // WeCom returns the same token until it expires, so an earlier refresh is impossible.
+            AppKind::Wecom => 0,
+            _ => self.settings.min_ttl.as_millis() as i64,
+        }
+    }
+
     pub(crate) fn all_slots(&self) -> Vec<Arc<AppSlot>> {
         let slots = self.slots.read().unwrap_or_else(|p| p.into_inner());
         slots.values().cloned().collect()
@@ -194,21 +203,13 @@ impl TokenManager {
         self.inner.shutdown.cancel();
     }
 
-    fn min_ttl_ms(&self, slot: &AppSlot) -> i64 {
-        match slot.kind() {
-            // WeCom returns the same token until it expires, so an earlier refresh is impossible.
-            AppKind::Wecom => 0,
-            _ => self.inner.settings.min_ttl.as_millis() as i64,
-        }
-    }
-
     /// The app's current token, fetching it if needed (once, however many callers ask).
     pub async fn get(&self, id: &str) -> Result<Token, TokenError> {
         let slot = self
             .slot(id)
             .ok_or_else(|| TokenError::UnknownApp(id.to_string()))?;
         let now = self.inner.clock.now_ms();
-        let min_ttl = self.min_ttl_ms(&slot);
+        let min_ttl = self.inner.min_ttl_ms(&slot);
         let (mut rx, how) = {
             let mut st = slot.state();
             if let Some(t) = &st.current
@@ -346,9 +347,7 @@ impl TokenManager {
             st.last_applied_report_ms = Some(now);
             refresher::note_foreign_refresh(slot, &mut st, &fleet::as_token(&shared), now);
         }
-        if st.inflight.is_none() && st.block.as_ref().is_none_or(|b| b.until_ms <= now) {
-            fetch::start(&self.inner, slot, &mut st, Purpose::Serve);
-        }
+        fetch::start_if_idle(&self.inner, slot, &mut st, Purpose::Serve, now);
         result
     }
 
@@ -375,10 +374,7 @@ impl TokenManager {
             // the next get adopts Redis' token or fetches.
             Some(InvalidateResult::Stale) => Invalidation::Stale,
         };
-        // No fetch while a breaker is open: the report waits for it to close.
-        if st.inflight.is_none() && st.block.as_ref().is_none_or(|b| b.until_ms <= now) {
-            fetch::start(&self.inner, slot, &mut st, Purpose::Serve);
-        }
+        fetch::start_if_idle(&self.inner, slot, &mut st, Purpose::Serve, now);
         result
     }
 }

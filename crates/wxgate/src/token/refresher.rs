@@ -67,12 +67,7 @@ pub(crate) async fn run(inner: Arc<Inner>, slot: Arc<AppSlot>) {
         let rx = {
             let mut st = slot.state();
             let now = inner.clock.now_ms();
-            let blocked = st.block.as_ref().is_some_and(|b| b.until_ms > now);
-            if st.inflight.is_some() || blocked {
-                None
-            } else {
-                Some(fetch::start(&inner, &slot, &mut st, Purpose::Refresh))
-            }
+            fetch::start_if_idle(&inner, &slot, &mut st, Purpose::Refresh, now)
         };
         if let Some(mut rx) = rx
             && let Err(e) = fetch::wait(&mut rx).await
