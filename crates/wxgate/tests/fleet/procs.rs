@@ -142,11 +142,29 @@ impl FleetSpec {
 
 impl Instance {
     pub async fn start(spec: &FleetSpec, i: usize) -> Instance {
+        let mut env = vec![
+            ("WXGATE_REDIS_URL".to_string(), spec.redis_url.clone()),
+            ("WXGATE_REDIS_PREFIX".to_string(), spec.prefix.clone()),
+            ("WXGATE_APPS".to_string(), spec.apps.clone()),
+        ];
+        env.extend(spec.env.iter().cloned());
         let dir = temp_dir(&format!("i{i}"));
-        let port = free_port();
+        let mut inst = Instance::serve(&dir, free_port(), &spec.sim_base, &env).await;
+        inst.prefix = spec.prefix.clone();
+        inst
+    }
+
+    /// `wxgate serve` in `dir` (its SQLite file and log live there) on `port`, against the
+    /// simulator at `sim_base`, with `env` on top of the common settings; waits until it answers.
+    pub async fn serve(
+        dir: &std::path::Path,
+        port: u16,
+        sim_base: &str,
+        env: &[(String, String)],
+    ) -> Instance {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_wxgate"));
         cmd.arg("serve")
-            .current_dir(&dir)
+            .current_dir(dir)
             .env_clear()
             .env("RUST_LOG", "wxgate=info")
             .env("WXGATE_LISTEN", format!("127.0.0.1:{port}"))
@@ -156,15 +174,17 @@ impl Instance {
             )
             .env("WXGATE_MASTER_KEY", MASTER_KEY)
             .env("WXGATE_ADMIN_TOKEN", ADMIN)
-            .env("WXGATE_REDIS_URL", &spec.redis_url)
-            .env("WXGATE_REDIS_PREFIX", &spec.prefix)
-            .env("WXGATE_WECHAT_API_BASE", &spec.sim_base)
-            .env("WXGATE_WECOM_API_BASE", &spec.sim_base)
-            .env("WXGATE_APPS", &spec.apps);
-        for (k, v) in &spec.env {
+            .env("WXGATE_WECHAT_API_BASE", sim_base)
+            .env("WXGATE_WECOM_API_BASE", sim_base);
+        for (k, v) in env {
             cmd.env(k, v);
         }
-        let log = std::fs::File::create(dir.join("wxgate.log")).unwrap();
+        // Appended, so a restarted instance's log follows the first one's.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("wxgate.log"))
+            .unwrap();
         let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
@@ -177,14 +197,14 @@ impl Instance {
         while http.get(format!("{base}/healthz")).send().await.is_err() {
             assert!(
                 Instant::now() < deadline,
-                "wxgate serve #{i} did not start; log in {}",
+                "wxgate serve did not start; log in {}",
                 dir.display()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         Instance {
             base,
-            prefix: spec.prefix.clone(),
+            prefix: String::new(),
             child: Some(child),
         }
     }

@@ -2,63 +2,26 @@
 //! the campaign completes, nothing lost, nothing delivered twice (invariants 7–9).
 
 use std::path::Path;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
 use wxsim::{FaultScope, Faults, SimConfig};
 
-use crate::procs::{ADMIN, MASTER_KEY, free_port, temp_dir};
+use crate::procs::{ADMIN, Instance, free_port, temp_dir};
 
-async fn serve(dir: &Path, port: u16, sim_base: &str) -> Child {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("wxgate.log"))
-        .unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_wxgate"))
-        .arg("serve")
-        .current_dir(dir)
-        .env_clear()
-        .env("RUST_LOG", "wxgate=info")
-        .env("WXGATE_LISTEN", format!("127.0.0.1:{port}"))
-        .env(
-            "WXGATE_DATABASE_URL",
-            format!("sqlite://{}", dir.join("wxgate.db").display()),
-        )
-        .env("WXGATE_MASTER_KEY", MASTER_KEY)
-        .env("WXGATE_ADMIN_TOKEN", ADMIN)
-        .env("WXGATE_WECHAT_API_BASE", sim_base)
-        .env("WXGATE_WECOM_API_BASE", sim_base)
-        // A short lease, so the messages the killed process held are taken over quickly.
-        .env("WXGATE_PUSH__LEASE", "5s")
-        .env("WXGATE_PUSH__SEND_TIMEOUT", "3s")
-        .env(
+/// Embedded mode (no Redis) on `dir`'s database, with a short lease so the messages the
+/// killed process held are taken over quickly.
+async fn serve(dir: &Path, port: u16, sim_base: &str) -> Instance {
+    let env = [
+        ("WXGATE_PUSH__LEASE", "5s"),
+        ("WXGATE_PUSH__SEND_TIMEOUT", "3s"),
+        (
             "WXGATE_APPS",
             r#"[{id="shop",kind="official_account",appid="wxdemo_oa",secret="demo-oa-secret"}]"#,
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http
-        .get(format!("http://127.0.0.1:{port}/healthz"))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(
-            Instant::now() < deadline,
-            "wxgate did not start: {}",
-            dir.display()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    child
+        ),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
+    Instance::serve(dir, port, sim_base, &env).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +68,7 @@ async fn sigkill_mid_campaign_then_restart_completes_it_exactly_once() {
         assert!(Instant::now() < deadline, "a third not delivered in 60 s");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    gw.kill().await.unwrap();
+    gw.kill().await;
     let at_kill = sim.stats("wxdemo_oa").unwrap().deliveries;
     assert!(at_kill < n, "the campaign was already over when killed");
 
