@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
 
-use super::messages::{app_for, due_at, kind_of, parse_json, stored_body};
+use super::messages::{app_for, due_at, parse_json, stored_body};
 use super::{ApiError, AppState, auth::Caller};
 use crate::message;
 use crate::store::{CampaignMessage, CampaignRecord, NewCampaign, new_ids};
@@ -86,7 +86,7 @@ pub async fn create(
     let campaign = NewCampaign {
         id: crate::store::new_id("cmp_", now),
         app: app_id,
-        kind: kind_of(prepared.spec.kind),
+        kind: prepared.spec.kind,
         template: prepared.spec.template,
         due_at_ms,
     };

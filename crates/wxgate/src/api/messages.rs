@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use super::{ApiError, AppState, auth::Caller};
 use crate::config::AppConfig;
 use crate::message::{self, MessageType, Prepared};
-use crate::store::{Idempotency, Inserted, MessageKind, NewMessage, new_id};
+use crate::store::{Idempotency, Inserted, NewMessage, new_id};
 
 /// The app a message names, if the caller may use it.
 pub(super) fn app_for(s: &AppState, caller: &Caller, app: &str) -> Result<AppConfig, ApiError> {
@@ -34,14 +34,6 @@ pub(super) fn due_at(send_at: Option<&str>, now_ms: i64) -> Result<i64, ApiError
             ))
         })?;
     Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
-}
-
-pub(super) fn kind_of(t: MessageType) -> MessageKind {
-    match t {
-        MessageType::Template => MessageKind::Template,
-        MessageType::Subscribe => MessageKind::Subscribe,
-        MessageType::Wecom => MessageKind::Wecom,
-    }
 }
 
 /// The body to store: an OA template carries its message id as `client_msg_id`, so every
@@ -87,7 +79,7 @@ pub async fn create(
     let new = NewMessage {
         id: id.clone(),
         app: app.id.clone(),
-        kind: kind_of(prepared.kind),
+        kind: prepared.kind,
         recipient: prepared.to.clone(),
         template: prepared.template.clone(),
         body: stored_body(&prepared, &id)?,

@@ -47,15 +47,18 @@ macro_rules! text_enum {
     };
 }
 
-text_enum! {
-    /// Which WeChat send API a message goes through.
-    MessageKind {
-        /// OA template message.
-        Template = "template",
-        /// MP subscribe message.
-        Subscribe = "subscribe",
-        /// WeCom application message.
-        Wecom = "wecom",
+/// Which WeChat send API a message goes through: the message module's type, stored as its
+/// `as_str()` text.
+pub use crate::message::MessageType as MessageKind;
+
+impl MessageKind {
+    pub(super) fn from_column(column: &str, text: &str) -> Result<Self, StoreError> {
+        match text {
+            "template" => Ok(MessageKind::Template),
+            "subscribe" => Ok(MessageKind::Subscribe),
+            "wecom" => Ok(MessageKind::Wecom),
+            _ => Err(StoreError::Corrupt(format!("unknown {column} {text:?}"))),
+        }
     }
 }
 
