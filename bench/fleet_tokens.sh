@@ -24,19 +24,11 @@ cargo build --release -p wxgate -p wxsim >&2
 command -v wrk >/dev/null || { apt-get install -y wrk >&2 || { apt-get update >&2 && apt-get install -y wrk >&2; }; }
 command -v redis-server >/dev/null || apt-get install -y redis-server >&2
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-WORK="$(mktemp -d)"; ADMIN="bench-admin-$RANDOM$RANDOM"
+source bench/common.sh
 # A fleet shares one master key (every instance must open the same sealed secrets).
 MASTER_KEY="$(target/release/wxgate gen-key | grep -Eo '[0-9a-f]{64}' | head -1)"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-wait_up() { for _ in $(seq 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; log "$1 did not come up"; return 1; }
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
-SIM_PORT="$(free_port)"; SIM="http://127.0.0.1:$SIM_PORT"
-target/release/wxsim --listen "127.0.0.1:$SIM_PORT" >"$WORK/sim.log" 2>&1 & PIDS+=($!)
-wait_up "$SIM/_sim/stats" || exit 1
+start_sim
 REDIS_PORT="$(free_port)"
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$WORK/redis.log" 2>&1 & PIDS+=($!)
 for _ in $(seq 100); do redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done

@@ -19,18 +19,9 @@ log "building (release)"
 cargo build --release -p wxgate -p wxsim >&2
 command -v wrk >/dev/null || { apt-get install -y wrk >&2 || { apt-get update >&2 && apt-get install -y wrk >&2; }; }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-SIM_PORT="$(free_port)"; GW_PORT="$(free_port)"
-SIM="http://127.0.0.1:$SIM_PORT"; GW="http://127.0.0.1:$GW_PORT"
-WORK="$(mktemp -d)"; ADMIN="bench-admin-$RANDOM$RANDOM"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$WORK"; }
-trap cleanup EXIT
-
-wait_up() { for _ in $(seq 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done; log "$1 did not come up"; exit 1; }
-
-target/release/wxsim --listen "127.0.0.1:$SIM_PORT" >"$WORK/sim.log" 2>&1 & PIDS+=($!)
-wait_up "$SIM/_sim/stats"
+source bench/common.sh
+GW_PORT="$(free_port)"; GW="http://127.0.0.1:$GW_PORT"
+start_sim
 cat >"$WORK/wxgate.toml" <<TOML
 listen = "127.0.0.1:$GW_PORT"
 database_url = "sqlite://$WORK/wxgate.db"
@@ -46,7 +37,6 @@ TOML
 RUST_LOG=warn WXGATE_ADMIN_TOKEN="$ADMIN" target/release/wxgate --config "$WORK/wxgate.toml" serve >"$WORK/gw.log" 2>&1 & PIDS+=($!)
 wait_up "$GW/healthz"
 
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 KEY="$(curl -fsS -H "Authorization: Bearer $ADMIN" -H 'content-type: application/json' \
   -d '{"name":"bench","apps":"*"}' "$GW/v1/keys" | json '["key"]')"
 
