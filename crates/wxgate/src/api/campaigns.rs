@@ -10,9 +10,11 @@ use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::messages::{app_for, due_at, parse_json, stored_body};
-use super::{ApiError, AppState, auth::Caller};
+use super::{ApiError, AppState, auth::Caller, idempotency};
 use crate::message;
-use crate::store::{CampaignMessage, CampaignRecord, NewCampaign, new_ids};
+use crate::store::{
+    CampaignInserted, CampaignMessage, CampaignRecord, ExistingCampaign, NewCampaign, new_ids,
+};
 
 /// The largest campaign body accepted (axum's default of 2 MB holds about 20,000 recipients).
 pub const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
@@ -61,6 +63,19 @@ pub async fn create(
         parse_json(&body)?
     };
     let app = app_for(&s, &caller, &req.app)?;
+    // A CSV upload's settings are in the query: they are part of what makes it the same request.
+    let settings = if csv {
+        canonical_query(&query)
+    } else {
+        Vec::new()
+    };
+    let idempotency = idempotency::from_headers(&headers, &[&settings, &body])?;
+    // A replay is answered before the (possibly large) campaign is validated again.
+    if let Some(key) = &idempotency
+        && let Some(existing) = s.store.campaign_by_key(&app.id, key).await?
+    {
+        return replay(existing);
+    }
     let now = s.tokens.clock().now_ms();
     let due_at_ms = due_at(req.send_at.as_deref(), now)?;
     let app_id = app.id.clone();
@@ -89,18 +104,50 @@ pub async fn create(
         kind: prepared.spec.kind,
         template: prepared.spec.template,
         due_at_ms,
+        idempotency,
+        duplicates_skipped: prepared.duplicates_skipped as u64,
     };
     let id = campaign.id.clone();
-    s.store.create_campaign(&campaign, &messages, now).await?;
-    s.pusher.wake();
+    match s.store.create_campaign(&campaign, &messages, now).await? {
+        CampaignInserted::Created => {
+            s.pusher.wake();
+            Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({
+                    "id": id,
+                    "total": total,
+                    "duplicates_skipped": prepared.duplicates_skipped,
+                })),
+            ))
+        }
+        // Another request with the same key committed first (a race): answer with its campaign.
+        CampaignInserted::Existing(existing) => replay(existing),
+    }
+}
+
+/// The answer to a request whose Idempotency-Key the app already used for a campaign: that
+/// campaign (`"replayed": true`) when it came with the same request, else 409.
+fn replay(existing: ExistingCampaign) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if !existing.same_request {
+        return Err(idempotency::reused("campaign", &existing.id));
+    }
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({
-            "id": id,
-            "total": total,
-            "duplicates_skipped": prepared.duplicates_skipped,
+            "id": existing.id,
+            "total": existing.total,
+            "duplicates_skipped": existing.duplicates_skipped,
+            "replayed": true,
         })),
     ))
+}
+
+/// The query's pairs sorted, one `name=value` per line, so their order does not matter.
+fn canonical_query(query: &HashMap<String, String>) -> Vec<u8> {
+    let mut pairs: Vec<_> = query.iter().collect();
+    pairs.sort();
+    let lines: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    lines.concat().into_bytes()
 }
 
 async fn find(s: &AppState, caller: &Caller, id: &str) -> Result<CampaignRecord, ApiError> {

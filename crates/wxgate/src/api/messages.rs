@@ -6,12 +6,11 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
-use super::{ApiError, AppState, auth::Caller};
+use super::{ApiError, AppState, auth::Caller, idempotency};
 use crate::config::AppConfig;
 use crate::message::{self, MessageType, Prepared};
-use crate::store::{Idempotency, Inserted, NewMessage, new_id};
+use crate::store::{Inserted, NewMessage, new_id};
 
 /// The app a message names, if the caller may use it.
 pub(super) fn app_for(s: &AppState, caller: &Caller, app: &str) -> Result<AppConfig, ApiError> {
@@ -62,19 +61,7 @@ pub async fn create(
     let now = s.tokens.clock().now_ms();
     let due_at_ms = due_at(req.send_at.as_deref(), now)?;
     let prepared = message::prepare(&app, req)?;
-    let idempotency = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => {
-            let key = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 255);
-            let key = key.ok_or_else(|| {
-                ApiError::invalid("Idempotency-Key: use 1 to 255 visible ASCII characters")
-            })?;
-            Some(Idempotency {
-                key: key.to_string(),
-                request_hash: hex::encode(Sha256::digest(&body)),
-            })
-        }
-    };
+    let idempotency = idempotency::from_headers(&headers, &[&body])?;
     let id = new_id("msg_", now);
     let new = NewMessage {
         id: id.clone(),
@@ -98,10 +85,7 @@ pub async fn create(
             StatusCode::ACCEPTED,
             Json(json!({ "id": id, "replayed": true })),
         )),
-        Inserted::Existing { id, .. } => Err(ApiError::conflict(format!(
-            "Idempotency-Key was already used for message {id} with a different request; use a \
-             new key for a new message"
-        ))),
+        Inserted::Existing { id, .. } => Err(idempotency::reused("message", &id)),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod auth;
 mod campaigns;
 pub mod error;
 mod health;
+mod idempotency;
 mod keys;
 mod messages;
 mod tokens;

@@ -27,10 +27,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub use error::StoreError;
 pub use keys::{ApiKeyRecord, AppScope};
 pub use outbox::{
-    AttemptOutcome, AttemptRecord, CampaignMessage, CampaignRecord, CampaignStatus, Cancel,
-    Claimed, ExportRow, Finish, IdSeq, Idempotency, Inserted, Lease, LoggedAttempt, MessageFilter,
-    MessageKind, MessageRecord, MessageState, MessageSummary, NewCampaign, NewMessage, Next,
-    QueueDepth, StateCounts, new_id, new_ids,
+    AttemptOutcome, AttemptRecord, CampaignInserted, CampaignMessage, CampaignRecord,
+    CampaignStatus, Cancel, Claimed, ExistingCampaign, ExportRow, Finish, IdSeq, Idempotency,
+    Inserted, Lease, LoggedAttempt, MessageFilter, MessageKind, MessageRecord, MessageState,
+    MessageSummary, NewCampaign, NewMessage, Next, QueueDepth, StateCounts, new_id, new_ids,
 };
 pub use sqlite::SqliteStore;
 

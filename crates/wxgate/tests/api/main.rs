@@ -3,6 +3,7 @@
 
 mod apps;
 mod auth;
+mod campaign_idempotency;
 mod fleet;
 mod helpers;
 mod logs;

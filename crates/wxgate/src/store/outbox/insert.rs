@@ -6,7 +6,10 @@ use sqlx::{AssertSqlSafe, Connection, SqliteConnection};
 use crate::store::sqlite::SQLITE_CACHE_SIZE;
 use crate::store::{Backend, SqliteStore, Store, StoreError};
 
-use super::{BEGIN_WRITE, CampaignMessage, Inserted, NewCampaign, NewMessage};
+use super::{
+    BEGIN_WRITE, CampaignInserted, CampaignMessage, ExistingCampaign, Idempotency, Inserted,
+    NewCampaign, NewMessage,
+};
 
 /// Inserts a message unless its app already has one with this idempotency key: the check and
 /// the insert are one statement, so two requests racing with one key store one message.
@@ -18,8 +21,15 @@ const INSERT_MESSAGE: &str = "INSERT INTO messages (id, app, kind, recipient, te
 const SELECT_BY_KEY: &str =
     "SELECT id, request_hash FROM messages WHERE app = $1 AND idempotency_key = $2";
 
+/// Inserts a campaign unless its app already has one under this idempotency key (`$7`): the
+/// check and the insert are one statement, so two requests racing with one key store one.
 const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (id, app, kind, template, total, status, \
-     created_at_ms, updated_at_ms) VALUES ($1, $2, $3, $4, $5, 'running', $6, $6)";
+     created_at_ms, updated_at_ms, idempotency_key, request_hash, duplicates_skipped) \
+     VALUES ($1, $2, $3, $4, $5, 'running', $6, $6, $7, $8, $9) \
+     ON CONFLICT (app, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING";
+
+const SELECT_CAMPAIGN_BY_KEY: &str = "SELECT id, request_hash, total, duplicates_skipped \
+     FROM campaigns WHERE app = $1 AND idempotency_key = $2";
 
 /// Inserts one chunk of a campaign's messages: `$1` is a JSON array of `[id, recipient, body]`,
 /// `$2`–`$7` are shared by every row (app, kind, campaign, template, due, now).
@@ -57,10 +67,28 @@ impl Store {
         }
     }
 
+    /// The campaign `app` already holds under idempotency key `key`, if any, and whether it
+    /// came with `request_hash`. A cheap look before validating a big request that may be a
+    /// replay; `create_campaign` makes the same check atomically.
+    pub async fn campaign_by_key(
+        &self,
+        app: &str,
+        idempotency: &Idempotency,
+    ) -> Result<Option<ExistingCampaign>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                let mut conn = s.pool().acquire().await?;
+                campaign_by_key(&mut conn, app, idempotency).await
+            }
+        }
+    }
+
     /// Stores the campaign and one pending message per recipient in ONE transaction, so either
-    /// all of it is committed or none. A recipient listed twice (or an id already used) fails
-    /// the whole campaign with [`StoreError::Conflict`]: callers deduplicate first, the
-    /// database is the backstop. `total` is the number of recipients.
+    /// all of it is committed or none — unless the app already has a campaign under the same
+    /// idempotency key: then nothing is stored and that campaign is returned. A recipient
+    /// listed twice (or an id already used) fails the whole campaign with
+    /// [`StoreError::Conflict`]: callers deduplicate first, the database is the backstop.
+    /// `total` is the number of recipients.
     ///
     /// Fastest when the recipients come sorted (deduplicating by sorting does that) and their
     /// ids are drawn from one [`super::IdSeq`] in that order: every index then grows at its
@@ -71,7 +99,7 @@ impl Store {
         campaign: &NewCampaign,
         recipients: &[CampaignMessage],
         now_ms: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<CampaignInserted, StoreError> {
         let result = match &self.backend {
             Backend::Sqlite(s) => s.create_campaign(campaign, recipients, now_ms).await,
         };
@@ -136,7 +164,7 @@ impl SqliteStore {
         campaign: &NewCampaign,
         recipients: &[CampaignMessage],
         now: i64,
-    ) -> Result<(), StoreError> {
+    ) -> Result<CampaignInserted, StoreError> {
         let mut conn = self.pool().acquire().await?;
         if recipients.len() < BIG_CAMPAIGN {
             return insert_campaign(&mut conn, campaign, recipients, now).await;
@@ -152,9 +180,9 @@ impl SqliteStore {
         let result = insert_campaign(&mut conn, campaign, recipients, now).await;
         let sql = format!("PRAGMA cache_size = {SQLITE_CACHE_SIZE}");
         let restored = sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await;
-        result?;
+        let inserted = result?;
         restored?;
-        Ok(())
+        Ok(inserted)
     }
 }
 
@@ -164,20 +192,40 @@ async fn insert_campaign(
     campaign: &NewCampaign,
     recipients: &[CampaignMessage],
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<CampaignInserted, StoreError> {
     let total = i64::try_from(recipients.len()).unwrap_or(i64::MAX);
+    let (key, hash) = match &campaign.idempotency {
+        Some(i) => (Some(i.key.as_str()), Some(i.request_hash.as_str())),
+        None => (None, None),
+    };
     // Dropped without commit on any error: the rollback leaves nothing behind.
     let mut tx = conn.begin_with(BEGIN_WRITE).await?;
-    sqlx::query(INSERT_CAMPAIGN)
+    let done = sqlx::query(INSERT_CAMPAIGN)
         .bind(&campaign.id)
         .bind(&campaign.app)
         .bind(campaign.kind.as_str())
         .bind(&campaign.template)
         .bind(total)
         .bind(now)
+        .bind(key)
+        .bind(hash)
+        .bind(i64::try_from(campaign.duplicates_skipped).unwrap_or(i64::MAX))
         .execute(&mut *tx)
         .await
         .map_err(conflict)?;
+    if done.rows_affected() == 0 {
+        let existing = match &campaign.idempotency {
+            Some(i) => campaign_by_key(&mut tx, &campaign.app, i).await?,
+            None => None,
+        };
+        // Nothing was written: the transaction is rolled back as it is dropped.
+        return existing.map(CampaignInserted::Existing).ok_or_else(|| {
+            StoreError::Corrupt(format!(
+                "campaign {:?} was neither inserted nor a duplicate",
+                campaign.id
+            ))
+        });
+    }
     for chunk in recipients.chunks(CAMPAIGN_CHUNK) {
         let rows: Vec<(&str, &str, &str)> = chunk
             .iter()
@@ -197,7 +245,28 @@ async fn insert_campaign(
             .map_err(conflict)?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok(CampaignInserted::Created)
+}
+
+/// The campaign `app` holds under the idempotency key, read on `conn`.
+async fn campaign_by_key(
+    conn: &mut SqliteConnection,
+    app: &str,
+    idempotency: &Idempotency,
+) -> Result<Option<ExistingCampaign>, StoreError> {
+    let row: Option<(String, Option<String>, i64, i64)> = sqlx::query_as(SELECT_CAMPAIGN_BY_KEY)
+        .bind(app)
+        .bind(&idempotency.key)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(
+        row.map(|(id, hash, total, duplicates_skipped)| ExistingCampaign {
+            id,
+            same_request: hash.as_deref() == Some(idempotency.request_hash.as_str()),
+            total,
+            duplicates_skipped,
+        }),
+    )
 }
 
 /// A unique-key violation as [`StoreError::Conflict`] with the database's words; anything else

@@ -43,10 +43,10 @@ mod perf;
 mod testkit;
 
 pub use types::{
-    AttemptOutcome, AttemptRecord, CampaignMessage, CampaignRecord, CampaignStatus, Cancel,
-    Claimed, ExportRow, Finish, Idempotency, Inserted, Lease, LoggedAttempt, MessageFilter,
-    MessageKind, MessageRecord, MessageState, MessageSummary, NewCampaign, NewMessage, Next,
-    QueueDepth, StateCounts,
+    AttemptOutcome, AttemptRecord, CampaignInserted, CampaignMessage, CampaignRecord,
+    CampaignStatus, Cancel, Claimed, ExistingCampaign, ExportRow, Finish, Idempotency, Inserted,
+    Lease, LoggedAttempt, MessageFilter, MessageKind, MessageRecord, MessageState, MessageSummary,
+    NewCampaign, NewMessage, Next, QueueDepth, StateCounts,
 };
 
 /// `BEGIN` for SQLite transactions that write: take the write lock now, not at the first write.

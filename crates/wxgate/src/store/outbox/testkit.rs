@@ -31,6 +31,8 @@ pub fn campaign(id: &str, app: &str, due_at_ms: i64) -> NewCampaign {
         kind: MessageKind::Template,
         template: "tpl-1".into(),
         due_at_ms,
+        idempotency: None,
+        duplicates_skipped: 0,
     }
 }
 

@@ -144,6 +144,30 @@ pub struct NewCampaign {
     pub template: String,
     /// When its messages become due (`send_at`, or "now").
     pub due_at_ms: i64,
+    /// The `Idempotency-Key` (unique per app among campaigns) and a hash of the request.
+    pub idempotency: Option<Idempotency>,
+    /// Recipients the request listed again, dropped before storing (kept for replays).
+    pub duplicates_skipped: u64,
+}
+
+/// What `create_campaign` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CampaignInserted {
+    /// The campaign and all its messages are stored (committed).
+    Created,
+    /// The app already has a campaign with this idempotency key; nothing was stored.
+    Existing(ExistingCampaign),
+}
+
+/// The campaign an app already holds under an idempotency key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExistingCampaign {
+    pub id: String,
+    /// Whether it came with the same request hash: a replay (answer with it) or a conflicting
+    /// reuse of the key.
+    pub same_request: bool,
+    pub total: i64,
+    pub duplicates_skipped: i64,
 }
 
 /// One recipient of a new campaign: its message id and its own body.

@@ -113,6 +113,62 @@ async fn racing_inserts_with_one_key_store_one_message() {
 }
 
 #[tokio::test]
+async fn racing_campaigns_with_one_key_store_one_campaign() {
+    let db = TempDb::new("outbox-campaign-idem");
+    let (a, b) = (db.connect().await, db.connect().await);
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let id = format!("c{i}");
+            let c = NewCampaign {
+                idempotency: Some(Idempotency {
+                    key: "cron-0800".into(),
+                    request_hash: "h".into(),
+                }),
+                duplicates_skipped: 2,
+                ..campaign(&id, "oa", T0)
+            };
+            store
+                .create_campaign(&c, &recipients(&id, 50), T0)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut created = 0;
+    let mut existing = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            CampaignInserted::Created => created += 1,
+            CampaignInserted::Existing(e) => {
+                assert!(e.same_request);
+                assert_eq!((e.total, e.duplicates_skipped), (50, 2));
+                existing.push(e.id);
+            }
+        }
+    }
+    assert_eq!(created, 1);
+    assert!(existing.windows(2).all(|w| w[0] == w[1]), "{existing:?}");
+    assert_eq!(count_rows(&a, "campaigns").await, 1);
+    assert_eq!(
+        count_rows(&a, "messages").await,
+        50,
+        "the losers stored nothing"
+    );
+
+    let key = Idempotency {
+        key: "cron-0800".into(),
+        request_hash: "other".into(),
+    };
+    let found = a.campaign_by_key("oa", &key).await.unwrap().unwrap();
+    assert_eq!((found.id, found.same_request), (existing[0].clone(), false));
+    assert!(
+        a.campaign_by_key("crm", &key).await.unwrap().is_none(),
+        "per app"
+    );
+}
+
+#[tokio::test]
 async fn a_campaign_is_stored_whole() {
     let db = TempDb::new("outbox-campaign");
     let store = db.connect().await;
