@@ -6,6 +6,7 @@
 //! form of a `Config` is the `check-config` output and can never leak a secret.
 
 mod env;
+mod roles;
 mod serde_util;
 #[cfg(test)]
 mod tests;
@@ -22,6 +23,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 pub use env::EnvVars;
+pub use roles::Roles;
 use serde_util::{redact_url, redacted, redacted_opt, redacted_url_opt};
 
 /// Config file read when `--config` / `WXGATE_CONFIG` is not given (skipped if missing).
@@ -37,6 +39,11 @@ pub struct Config {
     pub listen: SocketAddr,
     #[serde(serialize_with = "redact_url")]
     pub database_url: String,
+    /// Connections per instance to a PostgreSQL store (SQLite keeps one).
+    pub database_pool_size: u32,
+    /// A PostgreSQL statement running longer than this is cancelled by the server.
+    #[serde(with = "serde_util::duration")]
+    pub database_statement_timeout: Duration,
     #[serde(serialize_with = "redacted_url_opt")]
     pub redis_url: Option<SecretString>,
     /// Prefix of every Redis key and of the events channel. Instances that share tokens must
@@ -50,6 +57,8 @@ pub struct Config {
     pub master_key: Option<SecretString>,
     pub master_key_file: PathBuf,
     pub log_format: LogFormat,
+    /// What this instance runs: the API, delivery workers, token refreshers (default all).
+    pub roles: Roles,
     pub token: TokenSettings,
     pub push: PushConfig,
     pub apps: Vec<AppConfig>,
@@ -240,6 +249,8 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             database_url: "sqlite://wxgate.db".into(),
+            database_pool_size: 16,
+            database_statement_timeout: Duration::from_secs(30),
             redis_url: None,
             redis_prefix: "wxgate".into(),
             wechat_api_base: ApiBase("https://api.weixin.qq.com".into()),
@@ -248,6 +259,7 @@ impl Default for Config {
             master_key: None,
             master_key_file: PathBuf::from("wxgate.key"),
             log_format: LogFormat::Text,
+            roles: Roles::default(),
             token: TokenSettings::default(),
             push: PushConfig::default(),
             apps: Vec::new(),
@@ -274,6 +286,15 @@ impl Config {
     /// Fleet mode: several instances coordinate through Redis.
     pub fn is_fleet(&self) -> bool {
         self.redis_url.is_some()
+    }
+
+    /// How the store connects.
+    pub fn store_options(&self) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            pool_size: self.database_pool_size,
+            statement_timeout: self.database_statement_timeout,
+            ..crate::store::StoreOptions::default()
+        }
     }
 
     /// The merged configuration with every secret replaced by `"[redacted]"`.

@@ -1,6 +1,7 @@
 //! wxgate: a self-hosted gateway that owns WeChat access tokens and message delivery.
 
 pub mod api;
+pub mod apps;
 pub mod campaign_cli;
 pub mod cli;
 pub mod clock;

@@ -1,8 +1,7 @@
-//! Builds a running gateway from a `Config`: master key, store, token manager, apps from the
-//! file and from the store, and the HTTP server. Tests start it on port 0 exactly as `main`
-//! does.
+//! Builds a running gateway from a `Config`: master key, store, the app registry (the file's
+//! apps and the store's), token manager, delivery workers and the HTTP server, as the
+//! instance's roles say. Tests start it on port 0 exactly as `main` does.
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, AppState, auth::KeyCache};
+use crate::apps::AppRegistry;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::coord::{CoordError, RedisCoord};
@@ -29,8 +29,8 @@ pub struct Gateway {
     /// Cancelled to stop the server, the metrics upkeep and the token refreshers.
     stop: CancellationToken,
     server: JoinHandle<std::io::Result<()>>,
-    /// The delivery workers (dispatcher and finisher); end after `stop`.
-    push: JoinHandle<()>,
+    /// The delivery workers (`worker` role); end after `stop`.
+    push: Option<JoinHandle<()>>,
 }
 
 impl Gateway {
@@ -48,7 +48,9 @@ impl Gateway {
         self.tokens.shutdown();
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.server).await;
         // Sends under way finish and their results are recorded.
-        let _ = tokio::time::timeout(Duration::from_secs(15), &mut self.push).await;
+        if let Some(push) = &mut self.push {
+            let _ = tokio::time::timeout(Duration::from_secs(15), push).await;
+        }
     }
 
     /// Wait until the server ends (it ends only on `shutdown` or an I/O error).
@@ -98,7 +100,7 @@ pub async fn start(cfg: Config, clock: Clock) -> anyhow::Result<Gateway> {
         ),
         other => tracing::info!(source = %other, "master key loaded"),
     }
-    let store = Store::connect(&cfg.database_url)
+    let store = Store::connect_with(&cfg.database_url, &cfg.store_options())
         .await
         .context("opening the store (WXGATE_DATABASE_URL)")?;
     let upstream = Upstream::new(
@@ -114,55 +116,65 @@ pub async fn start(cfg: Config, clock: Clock) -> anyhow::Result<Gateway> {
         ),
         None => None,
     };
-    if coord.is_some() {
-        tracing::warn!(
-            "fleet mode with a per-instance SQLite store: apps and API keys registered over HTTP exist only on this instance; declare apps in the configuration of every instance"
-        );
+    match (coord.is_some(), store.is_shared()) {
+        (true, false) => tracing::warn!(
+            "tokens are shared through Redis but the store is this instance's SQLite file: apps, keys and messages are not shared; run a fleet on a postgres:// WXGATE_DATABASE_URL"
+        ),
+        (false, true) => tracing::info!(
+            "PostgreSQL store without Redis: tokens, send limits and pauses are this instance's own; set WXGATE_REDIS_URL before running a second instance"
+        ),
+        _ => {}
     }
-    let tokens = TokenManager::new(upstream, clock, cfg.token.clone(), coord);
-    let config_apps: HashSet<String> = cfg.apps.iter().map(|a| a.id.clone()).collect();
-    for app in &cfg.apps {
-        tokens.upsert(app.clone());
-    }
-    for app in store
-        .list_apps(&master_key)
+    let master_key = Arc::new(master_key);
+    let apps = AppRegistry::load(cfg.apps.clone(), store.clone(), master_key.clone())
         .await
-        .context("loading registered apps")?
-    {
-        if config_apps.contains(&app.id) {
-            tracing::warn!(app = %app.id, "an app registered through the API has the id of one in wxgate.toml; the file wins");
-            continue;
-        }
-        tokens.upsert(app);
-    }
-    if cfg.admin_token.is_none() {
+        .context("loading the apps (wxgate.toml and the store)")?;
+    let tokens = TokenManager::with_refresher(
+        upstream,
+        clock,
+        cfg.token.clone(),
+        coord,
+        cfg.roles.refresher,
+    );
+    // The token manager keeps a slot per app, added, changed and removed with the registry.
+    apps.subscribe(Arc::new(tokens.clone()));
+    if cfg.admin_token.is_none() && cfg.roles.api {
         tracing::warn!(
             "WXGATE_ADMIN_TOKEN is not set: apps and API keys cannot be managed over HTTP"
         );
     }
-    let pusher = Pusher::new(
-        store.clone(),
-        tokens.clone(),
-        (cfg.wechat_api_base.clone(), cfg.wecom_api_base.clone()),
-        PushSettings::from_config(&cfg.push),
-    );
+    let stop = CancellationToken::new();
+    // Keeps the registry and the key cache current with every instance's changes; both end
+    // with `stop`.
+    apps.spawn_follower(stop.clone());
+    let keys = Arc::new(KeyCache::default());
+    keys.spawn_follower(&store, stop.clone());
+    let push_task = cfg.roles.worker.then(|| {
+        let pusher = Pusher::new(
+            store.clone(),
+            tokens.clone(),
+            apps.clone(),
+            (cfg.wechat_api_base.clone(), cfg.wecom_api_base.clone()),
+            PushSettings::from_config(&cfg.push),
+        );
+        // The delivery workers; they stop with `stop`, recording the sends under way first.
+        pusher.spawn(stop.clone())
+    });
     let state = AppState {
+        apps: apps.clone(),
         tokens: tokens.clone(),
-        pusher: pusher.clone(),
-        store: Arc::new(store),
-        master_key: Arc::new(master_key),
+        store: store.clone(),
         admin_token: cfg.admin_token.clone(),
-        keys: Arc::new(KeyCache::default()),
-        config_apps: Arc::new(config_apps),
+        keys,
         token_settings: cfg.token.clone(),
         metrics: metrics.clone(),
         mode: if cfg.is_fleet() { "fleet" } else { "embedded" },
+        roles: cfg.roles,
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .with_context(|| format!("cannot listen on {} (WXGATE_LISTEN)", cfg.listen))?;
     let addr = listener.local_addr()?;
-    let stop = CancellationToken::new();
     // Drains histogram buckets every 10 s, as the exporter requires; ends with `stop`.
     let upkeep_stop = stop.clone();
     tokio::spawn(async move {
@@ -174,15 +186,13 @@ pub async fn start(cfg: Config, clock: Clock) -> anyhow::Result<Gateway> {
             }
         }
     });
-    // The delivery workers; they stop with `stop`, recording the sends under way first.
-    let push_task = pusher.spawn(stop.clone());
     let server_stop = stop.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, api::router(state))
             .with_graceful_shutdown(async move { server_stop.cancelled().await })
             .await
     });
-    tracing::info!(%addr, apps = tokens.ids().len(), "wxgate listening");
+    tracing::info!(%addr, apps = apps.len(), store = store.kind(), roles = %cfg.roles, "wxgate listening");
     Ok(Gateway {
         addr,
         tokens,

@@ -3,7 +3,7 @@
 //! constant time. No `Authorization` → 401; a key used for another app → 403.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
@@ -11,13 +11,16 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use secrecy::ExposeSecret;
 use subtle::ConstantTimeEq;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
 
 use super::{ApiError, AppState};
 use crate::crypto::hash_api_key;
-use crate::store::ApiKeyRecord;
+use crate::store::{ApiKeyRecord, Change, Store};
 
 /// How long a key looked up in the store is trusted from memory. A key deleted through another
-/// instance keeps working here for at most this long.
+/// instance is forgotten here as soon as its change is heard (`KeyCache::spawn_follower`);
+/// should that notification be lost, it keeps working here for at most this long.
 const KEY_CACHE_TTL: Duration = Duration::from_secs(60);
 
 pub enum Caller {
@@ -93,6 +96,32 @@ impl KeyCache {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|_, (k, _)| k.id != key_id);
+    }
+
+    fn clear(&self) {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    /// Forgets keys as any instance on the store deletes them, and everything when changes may
+    /// have been missed, until `stop`.
+    pub fn spawn_follower(self: &Arc<Self>, store: &Store, stop: CancellationToken) {
+        let cache = self.clone();
+        let mut changes = store.changes();
+        // Ends with `stop` (gateway shutdown) or when the store is gone.
+        tokio::spawn(async move {
+            loop {
+                let change = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    c = changes.recv() => c,
+                };
+                match change {
+                    Ok(Change::Key(id)) => cache.forget(&id),
+                    Ok(Change::Resync) | Err(RecvError::Lagged(_)) => cache.clear(),
+                    Ok(_) => {}
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
     }
 }
 

@@ -109,17 +109,14 @@ pub async fn create(
     };
     let id = campaign.id.clone();
     match s.store.create_campaign(&campaign, &messages, now).await? {
-        CampaignInserted::Created => {
-            s.pusher.wake();
-            Ok((
-                StatusCode::ACCEPTED,
-                Json(json!({
-                    "id": id,
-                    "total": total,
-                    "duplicates_skipped": prepared.duplicates_skipped,
-                })),
-            ))
-        }
+        CampaignInserted::Created => Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({
+                "id": id,
+                "total": total,
+                "duplicates_skipped": prepared.duplicates_skipped,
+            })),
+        )),
         // Another request with the same key committed first (a race): answer with its campaign.
         CampaignInserted::Existing(existing) => replay(existing),
     }
@@ -202,7 +199,6 @@ pub async fn retry(
     find(&s, &caller, &id).await?;
     let now = s.tokens.clock().now_ms();
     let n = s.store.retry_failed(&id, now).await?.unwrap_or(0);
-    s.pusher.wake();
     after_change(&s, &caller, &id, "requeued", n).await
 }
 

@@ -111,9 +111,39 @@ impl From<crate::message::ValidationError> for ApiError {
     }
 }
 
+/// Store errors: unreachable or overloaded is 503 `store_unavailable` (retry, with the same
+/// Idempotency-Key: the write may or may not have committed); anything else is a 500.
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
+        if e.is_unavailable() {
+            tracing::warn!(error = %e, "store unavailable");
+            let mut err = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!(
+                    "{e} (WXGATE_DATABASE_URL). Nothing is known to be stored: retry in a few \
+                     seconds, with the same Idempotency-Key if you sent one"
+                ),
+            );
+            err.retry_after_secs = Some(STORE_RETRY_AFTER_SECS);
+            return err;
+        }
         tracing::error!(error = %e, "store error");
         ApiError::internal(format!("the store failed: {e}"))
+    }
+}
+
+/// What a 503 `store_unavailable` asks the caller to wait.
+const STORE_RETRY_AFTER_SECS: i64 = 2;
+
+impl From<crate::apps::RegistryError> for ApiError {
+    fn from(e: crate::apps::RegistryError) -> Self {
+        use crate::apps::RegistryError;
+        match e {
+            RegistryError::Invalid(why) => ApiError::invalid(why),
+            RegistryError::Conflict(why) => ApiError::conflict(why),
+            RegistryError::NotFound(id) => ApiError::not_found("app", &id),
+            RegistryError::Store(e) => e.into(),
+        }
     }
 }

@@ -26,7 +26,13 @@ pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
             (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
         }
     };
-    let mut body = json!({"status": state, "mode": s.mode, "apps": s.tokens.ids().len()});
+    let mut body = json!({
+        "status": state,
+        "mode": s.mode,
+        "store": s.store.kind(),
+        "roles": s.roles,
+        "apps": s.apps.len(),
+    });
     if let Some(up) = redis {
         body["redis"] = json!(if up { "ok" } else { "unavailable" });
     }

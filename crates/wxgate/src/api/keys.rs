@@ -36,7 +36,7 @@ pub async fn create(
                 "apps: list at least one app id, or \"*\" for all apps",
             ));
         }
-        if let Some(missing) = ids.iter().find(|id| s.tokens.slot(id).is_none()) {
+        if let Some(missing) = ids.iter().find(|id| s.apps.get(id).is_none()) {
             return Err(ApiError::invalid(format!(
                 "apps: no app with id {missing:?}"
             )));

@@ -8,16 +8,17 @@ use axum::http::{HeaderMap, StatusCode};
 use serde_json::{Value, json};
 
 use super::{ApiError, AppState, auth::Caller, idempotency};
-use crate::config::AppConfig;
+use std::sync::Arc;
+
+use crate::apps::App;
 use crate::message::{self, MessageType, Prepared};
 use crate::store::{Inserted, NewMessage, new_id};
 
 /// The app a message names, if the caller may use it.
-pub(super) fn app_for(s: &AppState, caller: &Caller, app: &str) -> Result<AppConfig, ApiError> {
+pub(super) fn app_for(s: &AppState, caller: &Caller, app: &str) -> Result<Arc<App>, ApiError> {
     caller.require_app(app)?;
-    s.tokens
-        .slot(app)
-        .map(|slot| slot.def())
+    s.apps
+        .get(app)
         .ok_or_else(|| ApiError::not_found("app", app))
 }
 
@@ -74,10 +75,7 @@ pub async fn create(
         idempotency,
     };
     match s.store.insert_message(&new, now).await? {
-        Inserted::Created => {
-            s.pusher.wake();
-            Ok((StatusCode::ACCEPTED, Json(json!({ "id": id }))))
-        }
+        Inserted::Created => Ok((StatusCode::ACCEPTED, Json(json!({ "id": id })))),
         Inserted::Existing {
             id,
             same_request: true,

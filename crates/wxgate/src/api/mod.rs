@@ -10,7 +10,6 @@ mod keys;
 mod messages;
 mod tokens;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,31 +27,52 @@ pub use error::ApiError;
 /// without the right to act gets 401/403 before any word about a malformed body.
 pub type Body<T> = Result<axum::Json<T>, axum::extract::rejection::JsonRejection>;
 
-use crate::config::TokenSettings;
-use crate::crypto::MasterKey;
-use crate::push::Pusher;
+use crate::apps::AppRegistry;
+use crate::config::{Roles, TokenSettings};
 use crate::store::Store;
 use crate::token::TokenManager;
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
+    pub apps: AppRegistry,
     pub tokens: TokenManager,
-    pub store: Arc<Store>,
-    pub master_key: Arc<MasterKey>,
+    pub store: Store,
     pub admin_token: Option<SecretString>,
     pub keys: Arc<auth::KeyCache>,
-    /// Ids of apps declared in wxgate.toml (read-only through the API).
-    pub config_apps: Arc<HashSet<String>>,
     pub token_settings: TokenSettings,
     pub metrics: PrometheusHandle,
     /// `embedded` or `fleet`.
     pub mode: &'static str,
-    /// Woken when a message or campaign is committed.
-    pub pusher: Pusher,
+    pub roles: Roles,
 }
 
+/// The HTTP routes: the `/v1` API when this instance has the `api` role, and the operations
+/// routes (`/healthz`, `/readyz`, `/metrics`) always.
 pub fn router(state: AppState) -> Router {
+    let ops = Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics));
+    let routes = if state.roles.api {
+        ops.merge(v1())
+    } else {
+        ops
+    };
+    routes
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                "no such route; see the README for the API (an instance without the api role \
+                 serves only /healthz, /readyz and /metrics)",
+            )
+        })
+        .layer(axum::middleware::from_fn(log_requests))
+        .with_state(state)
+}
+
+fn v1() -> Router<AppState> {
     Router::new()
         .route("/v1/apps", get(apps::list).post(apps::create))
         .route("/v1/apps/{id}", get(apps::show).delete(apps::delete))
@@ -74,18 +94,6 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/campaigns/{id}/export", get(campaigns::export))
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", axum::routing::delete(keys::delete))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .fallback(|| async {
-            ApiError::new(
-                axum::http::StatusCode::NOT_FOUND,
-                "not_found",
-                "no such route; see the README for the API",
-            )
-        })
-        .layer(axum::middleware::from_fn(log_requests))
-        .with_state(state)
 }
 
 /// Logs and counts each request by its route template — never the raw URI, headers or body,

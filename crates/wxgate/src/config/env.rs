@@ -19,6 +19,8 @@ pub(super) const NAME: &str = "environment";
 pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "listen",
     "database_url",
+    "database_pool_size",
+    "database_statement_timeout",
     "redis_url",
     "redis_prefix",
     "wechat_api_base",
@@ -27,6 +29,7 @@ pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "master_key",
     "master_key_file",
     "log_format",
+    "roles",
     "token",
     "push",
     "apps",

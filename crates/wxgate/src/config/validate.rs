@@ -45,6 +45,14 @@ impl Config {
         if !has_scheme(&self.database_url, DATABASE_SCHEMES) {
             bad("database_url".into(), DATABASE_HELP.into());
         }
+        if !(1..=1000).contains(&self.database_pool_size) {
+            let message = "use 1..=1000 connections per instance; the default is 16";
+            bad("database_pool_size".into(), message.into());
+        }
+        if self.database_statement_timeout < Duration::from_secs(1) {
+            let message = "must be at least 1s (a big campaign's insert runs as one statement                            per 2,000 rows); the default is 30s";
+            bad("database_statement_timeout".into(), message.into());
+        }
         if !is_prefix(&self.redis_prefix) {
             let message = "use 1 to 64 of [A-Za-z0-9_.-], e.g. \"wxgate\" or \"wxgate-staging\"";
             bad("redis_prefix".into(), message.into());

@@ -1,6 +1,7 @@
 //! Coordination between wxgate instances of one fleet: the shared token, the lease lock that
-//! lets one instance fetch for everybody, the shared daily counters and breaker, and an event
-//! stream that tells every instance when one of these changed.
+//! lets one instance fetch for everybody, the shared daily counters and breaker, push pacing
+//! (one send rate and concurrency limit per app, shared pauses and template rejections), and
+//! an event stream that tells every instance when one of these changed.
 //!
 //! Only the Redis backend lives here so far ([`RedisCoord`]); the embedded mode keeps all of
 //! this inside the token manager. Every call is bounded in time and fails with
@@ -10,11 +11,13 @@
 //! Times are always the caller's epoch milliseconds (its `Clock`, which tests move), never
 //! Redis `TIME`. Redis TTLs run on Redis' real clock, so they only garbage-collect: whether a
 //! token or a block is still current is decided by comparing the stored `*_ms` values with the
-//! caller's clock.
+//! caller's clock. The one exception is push pacing's send rate and concurrency holdings,
+//! which compare instants written by different instances at millisecond scale: those are
+//! measured on Redis `TIME` inside their scripts, so clock skew between hosts cannot break them.
 
 mod redis;
 
-pub use self::redis::{LockGuard, RedisCoord};
+pub use self::redis::{Holding, LockGuard, RedisCoord, RejectedTemplate, SendSlots};
 
 /// The key prefix (and channel prefix) when the configuration names none.
 pub const DEFAULT_PREFIX: &str = "wxgate";
@@ -67,6 +70,10 @@ pub enum CoordEvent {
     Unlocked { app: String },
     /// The app's breaker was opened or closed: re-read it with `get_block`.
     Block { app: String },
+    /// The app's sends were paused, or the pause extended: re-read it with `get_pause`.
+    Paused { app: String },
+    /// A template of the app was rejected: re-read them with `rejected_templates`.
+    TemplateRejected { app: String, template: String },
     /// The stream was lost (Redis went away or stopped answering): until `Reconnected`, events
     /// are missed and Redis is probably unreachable.
     Disconnected,
@@ -82,7 +89,9 @@ impl CoordEvent {
             CoordEvent::Token { app, .. }
             | CoordEvent::Invalidated { app, .. }
             | CoordEvent::Unlocked { app }
-            | CoordEvent::Block { app } => Some(app),
+            | CoordEvent::Block { app }
+            | CoordEvent::Paused { app }
+            | CoordEvent::TemplateRejected { app, .. } => Some(app),
             CoordEvent::Reconnected | CoordEvent::Disconnected => None,
         }
     }

@@ -11,12 +11,16 @@
 //! | `<prefix>:{<app>}:lock` | string (random owner) | the lease | the one fetch across the fleet |
 //! | `<prefix>:{<app>}:fetches:<day>` / `:forces:<day>` | integer | 2 days | fetches and forced refreshes per Shanghai day |
 //! | `<prefix>:{<app>}:block` | hash `until_ms, reason` | until `until_ms` | the fleet-wide breaker |
+//! | `<prefix>:{<app>}:rate` | integer (µs, Redis time) | horizon + 10 s | next free send slot ([`pacing`]) |
+//! | `<prefix>:{<app>}:conc` / `:conc:alive` | hash instance → count / zset instance → expiry (ms, Redis time) | until the last holding expires | concurrent sends held per instance |
+//! | `<prefix>:{<app>}:pause` | hash `until_ms, reason` | until `until_ms` | the fleet-wide pause of an app's sends |
+//! | `<prefix>:{<app>}:templates` | hash template → JSON `{errcode, reason, until_ms}` | until the latest `until_ms` | templates WeChat rejected |
 //!
 //! Events go to ONE channel, `<prefix>:events`, whose JSON payload names the app
-//! (`{"app","kind","generation"?}`). One channel because a subscriber need not know the apps in
-//! advance (apps added on another instance are covered without a new SUBSCRIBE), and because
-//! classic pub/sub is broadcast to every Cluster node anyway, so per-app channels would buy no
-//! locality; every instance serves every app, so it wants every event.
+//! (`{"app","kind","generation"?,"template"?}`). One channel because a subscriber need not know
+//! the apps in advance (apps added on another instance are covered without a new SUBSCRIBE), and
+//! because classic pub/sub is broadcast to every Cluster node anyway, so per-app channels would
+//! buy no locality; every instance serves every app, so it wants every event.
 //!
 //! Every call is bounded by [`OP_TIMEOUT`]; the `ConnectionManager` reconnects by itself.
 
@@ -33,6 +37,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use self::events::{EVENTS_CAPACITY, Subscriber};
+pub use self::pacing::{Holding, RejectedTemplate, SendSlots};
 use super::{CoordError, CoordEvent, InvalidateResult, SharedToken};
 use crate::clock::Clock;
 
@@ -58,6 +63,10 @@ struct Scripts {
     incr_daily: Script,
     set_block: Script,
     clear_block: Script,
+    reserve_send_slots: Script,
+    hold_concurrency: Script,
+    set_pause: Script,
+    reject_template: Script,
 }
 
 static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -68,6 +77,10 @@ static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     incr_daily: Script::new(include_str!("scripts/incr_daily.lua")),
     set_block: Script::new(include_str!("scripts/set_block.lua")),
     clear_block: Script::new(include_str!("scripts/clear_block.lua")),
+    reserve_send_slots: Script::new(include_str!("scripts/reserve_send_slots.lua")),
+    hold_concurrency: Script::new(include_str!("scripts/hold_concurrency.lua")),
+    set_pause: Script::new(include_str!("scripts/set_pause.lua")),
+    reject_template: Script::new(include_str!("scripts/reject_template.lua")),
 });
 
 /// A handle on the fleet's shared state in Redis. Cheap to clone: clones share one
@@ -626,5 +639,6 @@ fn lease_ms(lease: Duration) -> u64 {
 }
 
 mod events;
+mod pacing;
 #[cfg(test)]
 mod tests;

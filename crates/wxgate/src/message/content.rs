@@ -12,7 +12,8 @@ use super::keywords::{self, Platform};
 use super::request::{Content, Data, WecomMsgType};
 use super::wecom;
 use super::{MessageType, text};
-use crate::config::{AppConfig, AppKind};
+use crate::apps::App;
+use crate::config::AppKind;
 
 /// The checked, shared part of a message.
 #[derive(Clone, Debug)]
@@ -69,9 +70,9 @@ fn type_for(kind: AppKind) -> MessageType {
 }
 
 /// Refuses a message type the app cannot send; nothing else is worth checking then.
-pub fn check_kind(app: &AppConfig, kind: MessageType) -> Result<(), ValidationError> {
+pub fn check_kind(app: &App, kind: MessageType) -> Result<(), ValidationError> {
     let needed = app_kind_for(kind);
-    if app.kind == needed {
+    if app.kind() == needed {
         return Ok(());
     }
     Err(ValidationError::one(
@@ -82,15 +83,15 @@ pub fn check_kind(app: &AppConfig, kind: MessageType) -> Result<(), ValidationEr
              from it, or use an app of kind {}",
             kind_name(needed),
             app.id,
-            kind_name(app.kind),
-            type_for(app.kind),
+            kind_name(app.kind()),
+            type_for(app.kind()),
             kind_name(needed)
         ),
     ))
 }
 
 /// Checks everything but the recipients. Call after [`check_kind`].
-pub fn check(app: &AppConfig, content: Content, errs: &mut Errors) -> Shared {
+pub fn check(app: &App, content: Content, errs: &mut Errors) -> Shared {
     reject_foreign_fields(&content, errs);
     match content.kind {
         MessageType::Template => {
@@ -222,13 +223,10 @@ pub fn check_keywords(
     }
 }
 
-fn wecom_shared(app: &AppConfig, c: Content, errs: &mut Errors) -> WecomContent {
-    let agentid = app.agentid.unwrap_or_else(|| {
-        errs.at("app", "app_misconfigured", || {
-            format!("WeCom app {:?} has no agentid; set it on the app", app.id)
-        });
-        0
-    });
+fn wecom_shared(app: &App, c: Content, errs: &mut Errors) -> WecomContent {
+    // Every WeCom `App` has one (it is checked when the app is made), and `check_kind` let
+    // only WeCom apps get here.
+    let agentid = app.agentid().unwrap_or_default();
     if let Some(safe) = c.safe {
         if safe > 2 {
             errs.at("safe", "invalid_value", || {

@@ -34,7 +34,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AppConfig, AppKind};
+use crate::apps::App;
+use crate::config::AppKind;
 use content::Shared;
 use error::{Errors, with_line};
 
@@ -123,7 +124,7 @@ pub struct PreparedCampaign {
 }
 
 /// Checks one message for `app` and builds its WeChat body.
-pub fn prepare(app: &AppConfig, req: MessageRequest) -> Result<Prepared, ValidationError> {
+pub fn prepare(app: &App, req: MessageRequest) -> Result<Prepared, ValidationError> {
     let kind = req.content.kind;
     content::check_kind(app, kind)?;
     let mut errs = Errors::default();
@@ -188,7 +189,7 @@ pub fn prepare(app: &AppConfig, req: MessageRequest) -> Result<Prepared, Validat
 /// Checks a campaign for `app`: the shared content once, then each distinct recipient with its
 /// `data` merged over the defaults. All or nothing: any problem refuses the whole campaign.
 pub fn prepare_campaign(
-    app: &AppConfig,
+    app: &App,
     req: CampaignRequest,
 ) -> Result<PreparedCampaign, ValidationError> {
     let kind = req.content.kind;

@@ -1,77 +1,86 @@
-//! One app's send gate: how many of its sends may run at once, how fast they may start, and
-//! whether the app is paused (a quota window or a configuration error, invariant 10).
+//! One app's send gate: its limits (how many at once, how fast), whether it is paused (a quota
+//! window or a configuration error), and which of its templates WeChat rejected (invariant
+//! 10). In a fleet, pauses and rejections are published through Redis and applied from every
+//! other instance's (see `fleet_sync`), so one 45009 or 40037 stops the whole fleet.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::PushSettings;
+use super::limits::{Limits, Permit};
+use crate::coord::RedisCoord;
 
 pub(crate) struct AppGate {
-    /// Bounds the app's concurrent sends; a permit is held for the duration of one call.
-    sem: Arc<Semaphore>,
-    /// Time between send starts (`None`: no rate limit).
-    interval: Option<Duration>,
-    /// When the next send may start. Held only to read and bump it, never across an await.
-    next_start: Mutex<Instant>,
+    app: String,
+    limits: Limits,
     /// Epoch ms (the gateway's clock) until which the app's messages are not claimed.
     paused_until_ms: AtomicI64,
     /// Why the app is paused, for logs and message reasons.
     pause_reason: Mutex<String>,
     /// Templates WeChat rejected (errcode, reason, until epoch ms): their messages fail without
     /// a call until then, so a campaign on a wrong template costs one call, not one per
-    /// recipient.
-    bad_templates: Mutex<std::collections::HashMap<String, (i64, String, i64)>>,
+    /// recipient. Held only to read or write an entry.
+    bad_templates: Mutex<HashMap<String, (i64, String, i64)>>,
+    /// Where pauses and rejections are published for the fleet (`None`: this instance only).
+    coord: Option<RedisCoord>,
 }
 
 impl AppGate {
-    pub fn new(s: &PushSettings) -> AppGate {
+    pub fn new(
+        app: &str,
+        s: &PushSettings,
+        coord: Option<&RedisCoord>,
+        stop: &CancellationToken,
+    ) -> AppGate {
         AppGate {
-            sem: Arc::new(Semaphore::new(s.per_app_concurrency.max(1))),
-            interval: (s.per_app_rate > 0)
-                .then(|| Duration::from_secs_f64(1.0 / f64::from(s.per_app_rate))),
-            next_start: Mutex::new(Instant::now()),
+            app: app.to_owned(),
+            limits: Limits::new(app, s, coord, stop),
             paused_until_ms: AtomicI64::new(0),
             pause_reason: Mutex::new(String::new()),
-            bad_templates: Mutex::new(std::collections::HashMap::new()),
+            bad_templates: Mutex::new(HashMap::new()),
+            coord: coord.cloned(),
         }
     }
 
     /// Wait for a concurrency slot and the pacer; the permit is the slot.
-    pub async fn enter(&self) -> OwnedSemaphorePermit {
-        let permit = self
-            .sem
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        if let Some(every) = self.interval {
-            let start = {
-                let mut next = self.next_start.lock().unwrap_or_else(|p| p.into_inner());
-                let start = (*next).max(Instant::now());
-                *next = start + every;
-                start
-            };
-            tokio::time::sleep_until(start).await;
-        }
-        permit
+    pub async fn enter(&self) -> Permit {
+        self.limits.enter().await
     }
 
     pub fn paused_until_ms(&self) -> i64 {
         self.paused_until_ms.load(Ordering::Relaxed)
     }
 
-    /// Mark a template rejected until `until_ms`.
+    /// Mark a template rejected until `until_ms`, here and for the fleet.
     pub fn reject_template(&self, template: &str, errcode: i64, reason: &str, until_ms: i64) {
+        self.note_rejected(template, errcode, reason, until_ms);
+        if let Some(coord) = self.coord.clone() {
+            let (app, template, reason) =
+                (self.app.clone(), template.to_owned(), reason.to_owned());
+            // Best effort: the others then fail the template's messages without a call too.
+            tokio::spawn(async move {
+                if let Err(e) = coord
+                    .reject_template(&app, &template, errcode, &reason, until_ms)
+                    .await
+                {
+                    tracing::debug!(%app, error = %e, "could not share a template rejection");
+                }
+            });
+        }
+    }
+
+    /// A rejection heard from the fleet (or made here): the later until wins.
+    pub fn note_rejected(&self, template: &str, errcode: i64, reason: &str, until_ms: i64) {
         let mut bad = self.bad_templates.lock().unwrap_or_else(|p| p.into_inner());
-        bad.insert(
-            template.to_string(),
-            (errcode, reason.to_string(), until_ms),
-        );
+        let entry = bad
+            .entry(template.to_owned())
+            .or_insert((errcode, String::new(), 0));
+        if until_ms > entry.2 {
+            *entry = (errcode, reason.to_owned(), until_ms);
+        }
     }
 
     /// (errcode, reason) while `template` is marked rejected.
@@ -82,14 +91,37 @@ impl AppGate {
             .map(|(code, reason, _)| (*code, reason.clone()))
     }
 
-    /// Stop claiming the app's messages until `until_ms` (a later pause wins).
-    pub fn pause(&self, app: &str, until_ms: i64, reason: &str) {
-        let before = self.paused_until_ms.fetch_max(until_ms, Ordering::Relaxed);
-        if until_ms > before {
-            *self.pause_reason.lock().unwrap_or_else(|p| p.into_inner()) = reason.to_string();
-            tracing::warn!(app, until_ms, reason, "sending paused for this app");
-            metrics::counter!("wxgate_push_app_paused_total", "app" => app.to_string())
-                .increment(1);
+    /// Stop claiming the app's messages until `until_ms` (a later pause wins), here and for
+    /// the fleet.
+    pub fn pause(&self, until_ms: i64, reason: &str) {
+        if !self.note_pause(until_ms, reason) {
+            return;
         }
+        if let Some(coord) = self.coord.clone() {
+            let (app, reason) = (self.app.clone(), reason.to_owned());
+            tokio::spawn(async move {
+                if let Err(e) = coord.set_pause(&app, until_ms, &reason).await {
+                    tracing::debug!(%app, error = %e, "could not share a pause");
+                }
+            });
+        }
+    }
+
+    /// Stop claiming the app's messages here, quietly, until `until_ms` (its messages wait for
+    /// an instance that knows the app).
+    pub fn hold_off(&self, until_ms: i64) {
+        self.paused_until_ms.fetch_max(until_ms, Ordering::Relaxed);
+    }
+
+    /// A pause heard from the fleet (or made here); whether it extended the pause.
+    pub fn note_pause(&self, until_ms: i64, reason: &str) -> bool {
+        let before = self.paused_until_ms.fetch_max(until_ms, Ordering::Relaxed);
+        if until_ms <= before {
+            return false;
+        }
+        *self.pause_reason.lock().unwrap_or_else(|p| p.into_inner()) = reason.to_string();
+        tracing::warn!(app = %self.app, until_ms, reason, "sending paused for this app");
+        metrics::counter!("wxgate_push_app_paused_total", "app" => self.app.clone()).increment(1);
+        true
     }
 }

@@ -2,27 +2,40 @@
 //! classify WeChat's answer by errcode class (invariant 10) and record the outcome and the
 //! attempt in the store, fenced by the claim's lease (invariant 9).
 //!
-//! One dispatcher task per process claims batches (`claim_due`) while fewer than
-//! `max_in_flight` messages are being sent, and spawns one task per message; an app's sends are
-//! bounded by its semaphore (`per_app_concurrency`) and its pacer (`per_app_rate`). Results go
-//! through a channel to one finisher task that writes them in batches (one transaction each),
-//! so the SQLite writer is not asked for a transaction per message. No transaction is ever held
-//! across a call to WeChat.
+//! Tasks of one process, all started by [`Pusher::spawn`] and ended by its stop token:
+//! - the **dispatcher** (`dispatch.rs`) claims batches while fewer than `max_in_flight`
+//!   messages are held, at most `limits::claim_budget` per app, and spawns one task per
+//!   message; it sleeps until the next message is due or the store announces new work;
+//! - each **send task** (`send.rs`) waits at its app's gate (limits, pause, rejected
+//!   templates), calls WeChat with no transaction open, and hands its result on;
+//! - the **finisher** (`finish.rs`) writes results in batches, one transaction each;
+//! - the **lease keeper** (`leases.rs`) renews the leases of messages still waiting;
+//! - in a fleet, **fleet sync** (`fleet_sync.rs`) applies pauses and template rejections
+//!   published by other instances, and the per-app limits hold the fleet's rate and
+//!   concurrency (`limits/`).
 
+mod dispatch;
+mod finish;
+mod fleet_sync;
 mod gate;
+mod leases;
+mod limits;
 mod send;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use self::gate::AppGate;
+use self::leases::Held;
+use crate::apps::AppRegistry;
 use crate::clock::Clock;
 use crate::config::{ApiBase, PushConfig};
+use crate::coord::RedisCoord;
 use crate::store::{Finish, Store};
 use crate::token::TokenManager;
 
@@ -31,15 +44,16 @@ use crate::token::TokenManager;
 pub struct PushSettings {
     /// Names this process in leases and in the delivery log.
     pub instance: String,
-    /// A claimed message not finished within this is claimed again by another worker.
+    /// A claimed message not finished within this is claimed again by another worker. Held
+    /// messages' leases are renewed, so only a dead worker's run out.
     pub lease: Duration,
     /// Messages claimed per store round trip.
     pub batch: usize,
-    /// Messages being sent at once by this process, all apps together.
+    /// Messages held (claimed, not finished) at once by this process, all apps together.
     pub max_in_flight: usize,
-    /// Sends at once per app.
+    /// Sends at once per app (for the whole fleet when it shares Redis).
     pub per_app_concurrency: usize,
-    /// Sends per second per app (0 = no limit).
+    /// Sends per second per app, for the whole fleet when it shares Redis (0 = no limit).
     pub per_app_rate: u32,
     /// Attempts (calls that reached WeChat and failed transiently) before a message fails.
     pub max_attempts: i64,
@@ -77,16 +91,23 @@ fn default_instance() -> String {
 pub(crate) struct Inner {
     pub store: Store,
     pub tokens: TokenManager,
+    pub apps: AppRegistry,
     pub http: reqwest::Client,
     pub wechat: ApiBase,
     pub wecom: ApiBase,
     pub clock: Clock,
     pub settings: PushSettings,
-    /// Per-app semaphores, pacers and pauses; created on first use, never removed (an app
-    /// that is gone costs one small entry).
+    /// Fleet mode: where limits, pauses and template rejections are shared.
+    coord: Option<RedisCoord>,
+    /// Per-app gates; created on first use, never removed (an app that is gone costs one
+    /// small entry). Held only to find or insert one.
     gates: Mutex<HashMap<String, Arc<AppGate>>>,
-    /// Wakes the dispatcher early: a message was accepted, or an app's pause ended.
+    /// Messages claimed and not finished, with their leases.
+    pub held: Held,
+    /// Wakes the dispatcher early: an app's pause ended or was set, work may be due.
     wake: Notify,
+    /// Stops the per-app limit tasks; cancelled when the workers have stopped.
+    limits_stop: CancellationToken,
 }
 
 impl Inner {
@@ -94,7 +115,14 @@ impl Inner {
         let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
         gates
             .entry(app.to_string())
-            .or_insert_with(|| Arc::new(AppGate::new(&self.settings)))
+            .or_insert_with(|| {
+                Arc::new(AppGate::new(
+                    app,
+                    &self.settings,
+                    self.coord.as_ref(),
+                    &self.limits_stop,
+                ))
+            })
             .clone()
     }
 
@@ -118,162 +146,49 @@ impl Pusher {
     pub fn new(
         store: Store,
         tokens: TokenManager,
+        apps: AppRegistry,
         (wechat, wecom): (ApiBase, ApiBase),
         settings: PushSettings,
     ) -> Pusher {
         let http = crate::wechat::http_client_for(settings.send_timeout, settings.max_in_flight);
         let clock = tokens.clock().clone();
+        let coord = tokens.coord();
+        let held = Held::new(limits::claim_budget(&settings));
         Pusher {
             inner: Arc::new(Inner {
                 store,
                 tokens,
+                apps,
                 http,
                 wechat,
                 wecom,
                 clock,
                 settings,
+                coord,
                 gates: Mutex::new(HashMap::new()),
+                held,
                 wake: Notify::new(),
+                limits_stop: CancellationToken::new(),
             }),
         }
     }
 
-    /// A message was committed: look for due work now instead of at the next poll.
-    pub fn wake(&self) {
-        self.inner.wake.notify_one();
-    }
-
-    /// Start the dispatcher and the finisher. Both end when `stop` is cancelled; sends under
-    /// way finish and are recorded first (the finisher drains its channel).
+    /// Start the workers. They end when `stop` is cancelled; sends under way finish and are
+    /// recorded first (the finisher drains its channel).
     pub fn spawn(&self, stop: CancellationToken) -> JoinHandle<()> {
         let inner = self.inner.clone();
         // Results of sends → the finisher. Bounded so a slow store slows the senders.
         let (tx, rx) = mpsc::channel::<Finish>(4096);
-        let finisher = tokio::spawn(finish_loop(inner.clone(), rx));
+        let finisher = tokio::spawn(finish::run(inner.clone(), rx, stop.clone()));
+        tokio::spawn(leases::keep(inner.clone(), stop.clone()));
+        if let (Some(coord), Some(events)) = (inner.coord.clone(), inner.tokens.fleet_events()) {
+            tokio::spawn(fleet_sync::run(inner.clone(), coord, events, stop.clone()));
+        }
         tokio::spawn(async move {
-            dispatch_loop(inner, tx, stop).await;
+            dispatch::run(inner.clone(), tx, stop).await;
             // `tx` clones held by send tasks keep the finisher alive until they are done.
             let _ = finisher.await;
+            inner.limits_stop.cancel();
         })
-    }
-}
-
-/// Claims due messages and starts their sends, until `stop`.
-async fn dispatch_loop(inner: Arc<Inner>, tx: mpsc::Sender<Finish>, stop: CancellationToken) {
-    let s = &inner.settings;
-    // Bounds the messages claimed but not yet finished by this process.
-    let in_flight = Arc::new(Semaphore::new(s.max_in_flight));
-    let lease_ms = s.lease.as_millis() as i64;
-    // Queue depth for metrics, every 15 s: it costs ~0.2 s of the store per million queued.
-    let mut depth_at = std::time::Instant::now() - Duration::from_secs(60);
-    loop {
-        if stop.is_cancelled() {
-            return;
-        }
-        if depth_at.elapsed() >= Duration::from_secs(15) {
-            depth_at = std::time::Instant::now();
-            if let Ok(d) = inner.store.queue_depth(inner.clock.now_ms()).await {
-                metrics::gauge!("wxgate_push_queue", "state" => "due").set(d.due as f64);
-                metrics::gauge!("wxgate_push_queue", "state" => "pending").set(d.pending as f64);
-                metrics::gauge!("wxgate_push_queue", "state" => "sending").set(d.sending as f64);
-            }
-        }
-        let room = in_flight.available_permits().min(s.batch);
-        if room == 0 {
-            // Wait for one send to finish.
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                p = in_flight.acquire() => drop(p),
-            }
-            continue;
-        }
-        let now = inner.clock.now_ms();
-        let paused = inner.paused_apps(now);
-        let claimed = match inner
-            .store
-            .claim_due(&s.instance, now, lease_ms, room as u32, &paused)
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "claiming messages failed; retrying in 1 s");
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-                continue;
-            }
-        };
-        if claimed.is_empty() {
-            let next = inner.store.next_due_ms(&paused).await.ok().flatten();
-            let wait = next
-                .map(|t| (t - inner.clock.now_ms()).clamp(0, 1000) as u64)
-                .unwrap_or(1000);
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = inner.wake.notified() => {}
-                _ = tokio::time::sleep(Duration::from_millis(wait.max(5))) => {}
-            }
-            continue;
-        }
-        metrics::counter!("wxgate_push_claimed_total").increment(claimed.len() as u64);
-        for c in claimed {
-            let permit = in_flight
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
-            let (inner, tx) = (inner.clone(), tx.clone());
-            // One task per message; it ends when its result is handed to the finisher.
-            tokio::spawn(async move {
-                let finish = send::deliver(&inner, c).await;
-                let _ = tx.send(finish).await;
-                drop(permit);
-            });
-        }
-    }
-}
-
-/// Writes results in batches: whatever arrived within a few milliseconds, up to 500, in one
-/// transaction. Ends when every sender is gone.
-async fn finish_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Finish>) {
-    let mut batch = Vec::with_capacity(500);
-    while let Some(first) = rx.recv().await {
-        batch.push(first);
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(5);
-        while batch.len() < 500 {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(f)) => batch.push(f),
-                _ => break,
-            }
-        }
-        let mut tries = 0;
-        loop {
-            match inner.store.finish(&batch, inner.clock.now_ms()).await {
-                Ok(applied) => {
-                    let fenced = applied.iter().filter(|a| !**a).count();
-                    if fenced > 0 {
-                        metrics::counter!("wxgate_push_fenced_total").increment(fenced as u64);
-                        tracing::warn!(
-                            fenced,
-                            "results of sends whose lease another worker took over were not applied"
-                        );
-                    }
-                    break;
-                }
-                // The results stay in memory and are retried; if the process dies now, the
-                // leases expire and the messages are claimed again (idempotent retries).
-                Err(e) if tries < 10 => {
-                    tries += 1;
-                    tracing::warn!(error = %e, "recording send results failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, n = batch.len(), "recording send results failed; their leases will expire and they are claimed again");
-                    break;
-                }
-            }
-        }
-        batch.clear();
     }
 }

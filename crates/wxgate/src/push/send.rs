@@ -2,6 +2,7 @@
 //! (invariant 10), as a `Finish` for the store. Never retries in place: a retry is a new claim
 //! later, so a process that dies loses no decision.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use serde::Deserialize;
@@ -22,6 +23,11 @@ const CONFIG_PAUSE_MS: i64 = 60_000;
 /// template_id size. Its other messages fail without a call for this long.
 const TEMPLATE_ERRORS: [i64; 2] = [40037, 40036];
 const TEMPLATE_REJECT_MS: i64 = 10 * 60_000;
+/// A message of an app this instance does not know is retried (by any instance) this often…
+const UNKNOWN_APP_RETRY_MS: i64 = 10_000;
+/// …for this long after its first claim, then it fails: the app was deleted. An app created on
+/// another instance is known here within a second, so this only outlasts stray config drift.
+const UNKNOWN_APP_GRACE_MS: i64 = 5 * 60_000;
 
 #[derive(Deserialize)]
 struct Reply {
@@ -36,9 +42,13 @@ struct Reply {
     invaliduser: Option<String>,
 }
 
-/// Send one claimed message and say what becomes of it.
-pub(crate) async fn deliver(inner: &Inner, mut c: Claimed) -> Finish {
+/// Send one claimed message and say what becomes of it; `None` when its lease was found taken
+/// over while it waited (another worker has it now, and it is not sent from here).
+pub(crate) async fn deliver(inner: &Inner, c: Claimed, lost: &AtomicBool) -> Option<Finish> {
     let now = inner.clock.now_ms();
+    if let Some(unknown) = unknown_app(inner, &c, now).await {
+        return Some(unknown);
+    }
     let next = |next: Next, attempt: Option<AttemptRecord>| Finish {
         id: c.id.clone(),
         lease_token: c.lease_token.clone(),
@@ -47,10 +57,66 @@ pub(crate) async fn deliver(inner: &Inner, mut c: Claimed) -> Finish {
     };
     if let Some(reason) = unsafe_to_send(inner, &c, now) {
         count(&c, "unknown", None);
-        return next(Next::Unknown { reason }, None);
+        return Some(next(Next::Unknown { reason }, None));
     }
     let gate = inner.gate(&c.app);
     let _permit = gate.enter().await;
+    if lost.load(Ordering::Acquire) {
+        return None;
+    }
+    Some(call(inner, c, &gate).await)
+}
+
+/// Whether `c`'s app is unknown here. The registry is asked to re-read it from the store
+/// first (it may have been created on another instance a moment ago). Unknown, the message
+/// waits without spending an attempt — claimed again, by any instance, every
+/// `UNKNOWN_APP_RETRY_MS` — and fails once `UNKNOWN_APP_GRACE_MS` have passed since its first
+/// claim: the app was deleted.
+async fn unknown_app(inner: &Inner, c: &Claimed, now: i64) -> Option<Finish> {
+    if inner.apps.get(&c.app).is_some() {
+        return None;
+    }
+    if let Ok(Some(_)) = inner.apps.refresh(&c.app).await {
+        return None;
+    }
+    let finish = |next| Finish {
+        id: c.id.clone(),
+        lease_token: c.lease_token.clone(),
+        next,
+        attempt: None,
+    };
+    if now - c.first_claimed_at_ms >= UNKNOWN_APP_GRACE_MS {
+        count(c, "failed", None);
+        return Some(finish(Next::Failed {
+            errcode: None,
+            reason: format!("app {:?} no longer exists", c.app),
+        }));
+    }
+    // This instance stops claiming the app's messages for a while (others may know it).
+    inner.gate(&c.app).hold_off(now + UNKNOWN_APP_RETRY_MS);
+    let reason = format!(
+        "app {:?} is not known to this instance; waiting for it (it fails {} s after its first \
+         claim if it does not appear)",
+        c.app,
+        UNKNOWN_APP_GRACE_MS / 1000
+    );
+    Some(finish(retry(
+        now + UNKNOWN_APP_RETRY_MS,
+        false,
+        None,
+        reason,
+    )))
+}
+
+/// The call to WeChat, once the gate let it through.
+async fn call(inner: &Inner, mut c: Claimed, gate: &super::gate::AppGate) -> Finish {
+    let now = inner.clock.now_ms();
+    let next = |next: Next, attempt: Option<AttemptRecord>| Finish {
+        id: c.id.clone(),
+        lease_token: c.lease_token.clone(),
+        next,
+        attempt,
+    };
     // Checked after the wait for a slot, when sends ahead of this one have had their answer.
     if let Some((code, why)) = gate.template_rejected(&c.template, inner.clock.now_ms()) {
         count(&c, "failed", Some(code));
@@ -176,7 +242,7 @@ pub(crate) async fn deliver(inner: &Inner, mut c: Claimed) -> Finish {
                 45009 => next_shanghai_midnight_ms(at_ms),
                 _ => (at_ms.div_euclid(60_000) + 1) * 60_000,
             };
-            gate.pause(&c.app, until, &reason);
+            gate.pause(until, &reason);
             (
                 retry(until, false, Some(code), reason),
                 AttemptOutcome::Window,
@@ -199,7 +265,7 @@ pub(crate) async fn deliver(inner: &Inner, mut c: Claimed) -> Finish {
         }
         ErrClass::Config => {
             let hint = crate::wechat::fetch_hint(code);
-            gate.pause(&c.app, at_ms + CONFIG_PAUSE_MS, &reason);
+            gate.pause(at_ms + CONFIG_PAUSE_MS, &reason);
             let reason = format!("{reason} — the app or template is misconfigured ({hint})");
             let n = Next::Failed {
                 errcode: Some(code),

@@ -13,7 +13,7 @@ use serde::de::value::{Error as ValueError, StrDeserializer};
 use crate::config::{AppConfig, AppKind, TokenApi};
 use crate::crypto::{CryptoError, MasterKey};
 
-use super::{Backend, SqliteStore, Store, StoreError, now_ms};
+use super::{Change, Store, StoreError, now_ms, on_backend, portable};
 
 const SELECT_APPS: &str = "SELECT id, kind, appid, corpid, agentid, token_api, \
                            daily_fetch_budget, secret_sealed FROM apps ORDER BY id";
@@ -34,7 +34,7 @@ const DELETE_APP: &str = "DELETE FROM apps WHERE id = $1";
 
 /// One `apps` row as stored (timestamps left out: `AppConfig` has none).
 #[derive(sqlx::FromRow)]
-struct AppRow {
+pub(crate) struct AppRow {
     id: String,
     kind: String,
     appid: Option<String>,
@@ -45,12 +45,18 @@ struct AppRow {
     secret_sealed: String,
 }
 
+/// What a backend does for apps.
+pub(crate) trait AppsBackend {
+    async fn app_rows(&self) -> Result<Vec<AppRow>, StoreError>;
+    async fn app_row(&self, id: &str) -> Result<Option<AppRow>, StoreError>;
+    async fn upsert_app(&self, app: &AppConfig, sealed: &str, now: i64) -> Result<(), StoreError>;
+    async fn delete_app(&self, id: &str) -> Result<bool, StoreError>;
+}
+
 impl Store {
     /// Every app, ordered by id, with secrets opened. Fails if any secret does not open.
     pub async fn list_apps(&self, key: &MasterKey) -> Result<Vec<AppConfig>, StoreError> {
-        let rows = match &self.backend {
-            Backend::Sqlite(s) => s.app_rows().await?,
-        };
+        let rows = on_backend!(self, b => b.app_rows().await?);
         rows.into_iter().map(|row| row.open(key)).collect()
     }
 
@@ -60,30 +66,32 @@ impl Store {
         id: &str,
         key: &MasterKey,
     ) -> Result<Option<AppConfig>, StoreError> {
-        let row = match &self.backend {
-            Backend::Sqlite(s) => s.app_row(id).await?,
-        };
+        let row = on_backend!(self, b => b.app_row(id).await?);
         row.map(|row| row.open(key)).transpose()
     }
 
     /// Inserts the app, or replaces the one with the same id (keeping its `created_at_ms`).
-    /// The secret is sealed with `key`; the caller validates the app beforehand.
+    /// The secret is sealed with `key`; the caller validates the app beforehand. Every
+    /// instance on the store hears of it ([`Change::App`]).
     pub async fn put_app(&self, app: &AppConfig, key: &MasterKey) -> Result<(), StoreError> {
         let sealed = key.seal(app.secret.expose_secret().as_bytes(), &secret_aad(&app.id));
-        match &self.backend {
-            Backend::Sqlite(s) => s.upsert_app(app, &sealed, now_ms()).await,
-        }
+        on_backend!(self, b => b.upsert_app(app, &sealed, now_ms()).await)?;
+        self.announce(Change::App(app.id.clone())).await;
+        Ok(())
     }
 
-    /// Deletes the app; `false` if there was none with this id.
+    /// Deletes the app; `false` if there was none with this id. Every instance on the store
+    /// hears of it.
     pub async fn delete_app(&self, id: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.delete_app(id).await,
+        let deleted = on_backend!(self, b => b.delete_app(id).await)?;
+        if deleted {
+            self.announce(Change::App(id.to_owned())).await;
         }
+        Ok(deleted)
     }
 }
 
-impl SqliteStore {
+portable! { impl AppsBackend {
     async fn app_rows(&self) -> Result<Vec<AppRow>, StoreError> {
         Ok(sqlx::query_as(SELECT_APPS).fetch_all(self.pool()).await?)
     }
@@ -116,7 +124,7 @@ impl SqliteStore {
             .await?;
         Ok(done.rows_affected() > 0)
     }
-}
+}}
 
 impl AppRow {
     /// Turns the row into an `AppConfig`, opening the secret with `key`.
@@ -171,173 +179,4 @@ fn open_secret(id: &str, sealed: &str, key: &MasterKey) -> Result<SecretString, 
 fn parse_snake_case<T: for<'de> Deserialize<'de>>(text: &str) -> Option<T> {
     let de: StrDeserializer<'_, ValueError> = text.into_deserializer();
     T::deserialize(de).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::super::testutil::{TempDb, master_key, oa_app, pool, wecom_app};
-    use super::*;
-
-    /// Every field equal, the secret included (`AppConfig` has no `PartialEq`: secrets).
-    fn assert_same(actual: &AppConfig, expected: &AppConfig) {
-        let json = |a: &AppConfig| serde_json::to_value(a).unwrap();
-        assert_eq!(json(actual), json(expected));
-        assert_eq!(
-            actual.secret.expose_secret(),
-            expected.secret.expose_secret()
-        );
-    }
-
-    async fn timestamps(store: &Store, id: &str) -> (i64, i64) {
-        sqlx::query_as("SELECT created_at_ms, updated_at_ms FROM apps WHERE id = $1")
-            .bind(id)
-            .fetch_one(pool(store))
-            .await
-            .unwrap()
-    }
-
-    async fn sealed_secret(store: &Store, id: &str) -> String {
-        sqlx::query_scalar("SELECT secret_sealed FROM apps WHERE id = $1")
-            .bind(id)
-            .fetch_one(pool(store))
-            .await
-            .unwrap()
-    }
-
-    #[tokio::test]
-    async fn apps_round_trip_with_secret_sealed() {
-        let db = TempDb::new("apps-round-trip");
-        let store = db.connect().await;
-        let key = master_key(1);
-        let (oa, wecom) = (oa_app("oa-main"), wecom_app("crm"));
-        store.put_app(&oa, &key).await.unwrap();
-        store.put_app(&wecom, &key).await.unwrap();
-
-        let apps = store.list_apps(&key).await.unwrap();
-        assert_eq!(apps.len(), 2);
-        assert_same(&apps[0], &wecom); // ordered by id: "crm" < "oa-main"
-        assert_same(&apps[1], &oa);
-        assert_same(&store.get_app("oa-main", &key).await.unwrap().unwrap(), &oa);
-        assert!(store.get_app("missing", &key).await.unwrap().is_none());
-
-        for app in [&oa, &wecom] {
-            let sealed = sealed_secret(&store, &app.id).await;
-            assert!(sealed.starts_with("v1:"), "{sealed}");
-            assert!(!sealed.contains(app.secret.expose_secret()));
-        }
-    }
-
-    #[tokio::test]
-    async fn another_master_key_fails_naming_the_app() {
-        let db = TempDb::new("apps-wrong-key");
-        let store = db.connect().await;
-        let app = oa_app("main");
-        store.put_app(&app, &master_key(1)).await.unwrap();
-        let sealed = sealed_secret(&store, "main").await;
-
-        let other = master_key(2);
-        let err = store.list_apps(&other).await.unwrap_err();
-        assert!(
-            matches!(&err, StoreError::Secret { app } if app == "main"),
-            "{err}"
-        );
-        let msg = err.to_string();
-        assert!(
-            msg.contains("\"main\"") && msg.contains("master key"),
-            "{msg}"
-        );
-        assert!(!msg.contains(app.secret.expose_secret()) && !msg.contains(&sealed[3..]));
-        let err = store.get_app("main", &other).await.unwrap_err();
-        assert!(
-            matches!(&err, StoreError::Secret { app } if app == "main"),
-            "{err}"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_sealed_secret_moved_to_another_app_does_not_open() {
-        let db = TempDb::new("apps-moved-secret");
-        let store = db.connect().await;
-        let key = master_key(1);
-        store.put_app(&oa_app("a"), &key).await.unwrap();
-        store.put_app(&wecom_app("b"), &key).await.unwrap();
-        sqlx::query("UPDATE apps SET secret_sealed = (SELECT secret_sealed FROM apps WHERE id = 'a') WHERE id = 'b'")
-            .execute(pool(&store))
-            .await
-            .unwrap();
-        assert!(store.get_app("a", &key).await.unwrap().is_some());
-        let err = store.get_app("b", &key).await.unwrap_err();
-        assert!(
-            matches!(&err, StoreError::Secret { app } if app == "b"),
-            "{err}"
-        );
-    }
-
-    #[tokio::test]
-    async fn put_twice_keeps_created_at_and_updates_the_rest() {
-        let db = TempDb::new("apps-put-twice");
-        let store = db.connect().await;
-        let key = master_key(1);
-        store.put_app(&oa_app("main"), &key).await.unwrap();
-        let (created, updated) = timestamps(&store, "main").await;
-        assert_eq!(created, updated);
-        let first_sealed = sealed_secret(&store, "main").await;
-
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        let changed = AppConfig {
-            appid: Some("wxfedcba9876543210".into()),
-            secret: "rotated-secret".into(),
-            token_api: TokenApi::Classic,
-            daily_fetch_budget: Some(100),
-            ..oa_app("main")
-        };
-        store.put_app(&changed, &key).await.unwrap();
-
-        let (created2, updated2) = timestamps(&store, "main").await;
-        assert_eq!(created2, created, "created_at must not change");
-        assert!(updated2 > updated, "{updated2} should be after {updated}");
-        assert_ne!(sealed_secret(&store, "main").await, first_sealed);
-        let apps = store.list_apps(&key).await.unwrap();
-        assert_eq!(apps.len(), 1);
-        assert_same(&apps[0], &changed);
-    }
-
-    #[tokio::test]
-    async fn delete_removes_the_app() {
-        let db = TempDb::new("apps-delete");
-        let store = db.connect().await;
-        let key = master_key(1);
-        store.put_app(&oa_app("a"), &key).await.unwrap();
-        store.put_app(&oa_app("b"), &key).await.unwrap();
-        assert!(store.delete_app("a").await.unwrap());
-        assert!(!store.delete_app("a").await.unwrap(), "already gone");
-        assert!(store.get_app("a", &key).await.unwrap().is_none());
-        let ids: Vec<_> = store
-            .list_apps(&key)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|a| a.id)
-            .collect();
-        assert_eq!(ids, ["b"]);
-    }
-
-    #[tokio::test]
-    async fn an_unknown_kind_is_reported_as_corrupt() {
-        let db = TempDb::new("apps-corrupt");
-        let store = db.connect().await;
-        let key = master_key(1);
-        store.put_app(&oa_app("main"), &key).await.unwrap();
-        sqlx::query("UPDATE apps SET kind = 'fax' WHERE id = 'main'")
-            .execute(pool(&store))
-            .await
-            .unwrap();
-        let err = store.list_apps(&key).await.unwrap_err();
-        assert!(
-            matches!(&err, StoreError::Corrupt(m) if m.contains("\"main\"") && m.contains("fax")),
-            "{err}"
-        );
-    }
 }

@@ -4,10 +4,15 @@
 /// An error from the durable store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The configured database is one this build cannot use yet.
+    /// The configured database is one this build cannot use.
     #[error("{0}")]
     Unsupported(String),
-    /// The database failed or could not be reached; sqlx's message, without the URL.
+    /// The database cannot be reached or is not answering right now (refused, dropped,
+    /// shutting down, pool exhausted, statement timed out). Nothing is known to be stored:
+    /// retry later (with the same Idempotency-Key, in case the write did commit).
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// The database failed; sqlx's message, without the URL.
     #[error("database error: {0}")]
     Database(String),
     /// An app's stored secret does not open with the current master key.
@@ -25,10 +30,41 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// PostgreSQL SQLSTATEs that mean "not now" rather than "wrong": connection exceptions (class
+/// 08), the server shutting down or starting (57P01–57P03), too many connections (53300),
+/// out of memory or disk (53xxx), a cancelled statement (57014: `statement_timeout`).
+fn transient_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("53") || code.starts_with("57")
+}
+
 impl From<sqlx::Error> for StoreError {
     /// sqlx renders errors from the message the database or the OS gave it, never from the
     /// connection URL, so this keeps the URL and its password out.
     fn from(err: sqlx::Error) -> Self {
-        StoreError::Database(err.to_string())
+        let unavailable = match &err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(db) => {
+                db.code().is_some_and(|c| transient_sqlstate(&c))
+                    // SQLite: another process holds the write lock past busy_timeout.
+                    || db.message().contains("database is locked")
+            }
+            _ => false,
+        };
+        if unavailable {
+            StoreError::Unavailable(err.to_string())
+        } else {
+            StoreError::Database(err.to_string())
+        }
+    }
+}
+
+impl StoreError {
+    /// Whether waiting and retrying may help (the database is away or busy).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
     }
 }

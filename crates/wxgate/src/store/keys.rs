@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::crypto::{api_key_matches, hash_api_key, random_token};
 
-use super::{Backend, SqliteStore, Store, StoreError, now_ms};
+use super::{Change, Store, StoreError, now_ms, on_backend, portable};
 
 const INSERT_KEY: &str = "INSERT INTO api_keys (id, name, key_hash, apps, created_at_ms, last4) \
                           VALUES ($1, $2, $3, $4, $5, $6)";
@@ -115,7 +115,7 @@ impl<'de> Deserialize<'de> for AppScope {
 
 /// One `api_keys` row without its hash.
 #[derive(sqlx::FromRow)]
-struct KeyRow {
+pub(crate) struct KeyRow {
     id: String,
     name: String,
     apps: String,
@@ -125,7 +125,7 @@ struct KeyRow {
 
 /// A row with its hash, read only to authenticate a presented key.
 #[derive(sqlx::FromRow)]
-struct HashedKeyRow {
+pub(crate) struct HashedKeyRow {
     #[sqlx(flatten)]
     row: KeyRow,
     key_hash: Vec<u8>,
@@ -162,25 +162,24 @@ impl Store {
             last4,
         };
         let hash = hash_api_key(&key);
-        match &self.backend {
-            Backend::Sqlite(s) => s.insert_api_key(&record, &hash).await?,
-        }
+        on_backend!(self, b => b.insert_api_key(&record, &hash).await)?;
         Ok((record, key))
     }
 
     /// Every key, oldest first.
     pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
-        let rows = match &self.backend {
-            Backend::Sqlite(s) => s.api_key_rows().await?,
-        };
+        let rows = on_backend!(self, b => b.api_key_rows().await?);
         rows.into_iter().map(KeyRow::into_record).collect()
     }
 
-    /// Deletes the key; `false` if there was none with this id.
+    /// Deletes the key; `false` if there was none with this id. Every instance on the store
+    /// hears of it ([`Change::Key`]) and stops accepting the key.
     pub async fn delete_api_key(&self, id: &str) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Sqlite(s) => s.delete_api_key(id).await,
+        let deleted = on_backend!(self, b => b.delete_api_key(id).await)?;
+        if deleted {
+            self.announce(Change::Key(id.to_owned())).await;
         }
+        Ok(deleted)
     }
 
     /// The key `presented` by a caller, if it exists.
@@ -190,9 +189,7 @@ impl Store {
     /// usable about any key.
     pub async fn find_api_key(&self, presented: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
         let hash = hash_api_key(presented);
-        let found = match &self.backend {
-            Backend::Sqlite(s) => s.api_key_by_hash(&hash).await?,
-        };
+        let found = on_backend!(self, b => b.api_key_by_hash(&hash).await?);
         match found {
             Some(HashedKeyRow { row, key_hash }) if api_key_matches(presented, &key_hash) => {
                 row.into_record().map(Some)
@@ -202,7 +199,15 @@ impl Store {
     }
 }
 
-impl SqliteStore {
+/// What a backend does for API keys.
+pub(crate) trait KeysBackend {
+    async fn insert_api_key(&self, record: &ApiKeyRecord, hash: &[u8]) -> Result<(), StoreError>;
+    async fn api_key_rows(&self) -> Result<Vec<KeyRow>, StoreError>;
+    async fn api_key_by_hash(&self, hash: &[u8]) -> Result<Option<HashedKeyRow>, StoreError>;
+    async fn delete_api_key(&self, id: &str) -> Result<bool, StoreError>;
+}
+
+portable! { impl KeysBackend {
     async fn insert_api_key(&self, record: &ApiKeyRecord, hash: &[u8]) -> Result<(), StoreError> {
         sqlx::query(INSERT_KEY)
             .bind(&record.id)
@@ -232,132 +237,4 @@ impl SqliteStore {
             .await?;
         Ok(done.rows_affected() > 0)
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::testutil::{TempDb, pool};
-    use super::*;
-
-    fn only(ids: &[&str]) -> AppScope {
-        AppScope::Only(ids.iter().map(|s| s.to_string()).collect())
-    }
-
-    #[tokio::test]
-    async fn created_key_is_found_and_a_wrong_one_is_not() {
-        let db = TempDb::new("keys-find");
-        let store = db.connect().await;
-        let (record, key) = store.create_api_key("ci", only(&["a", "b"])).await.unwrap();
-
-        assert!(key.starts_with("wxg_") && key.len() == 44, "{key}");
-        assert!(
-            record.id.starts_with("key_") && record.id.len() == 16,
-            "{}",
-            record.id
-        );
-        assert_eq!(record.last4, key[40..]);
-        assert_eq!(record.name, "ci");
-        assert_eq!(record.apps, only(&["a", "b"]));
-
-        assert_eq!(store.find_api_key(&key).await.unwrap(), Some(record));
-        let mut wrong = key.clone();
-        wrong.replace_range(10..11, if &key[10..11] == "x" { "y" } else { "x" });
-        assert_eq!(store.find_api_key(&wrong).await.unwrap(), None);
-        assert_eq!(store.find_api_key("").await.unwrap(), None);
-        assert_eq!(store.find_api_key("wxg_").await.unwrap(), None);
-    }
-
-    #[tokio::test]
-    async fn only_the_hash_is_stored() {
-        let db = TempDb::new("keys-hash");
-        let store = db.connect().await;
-        let (record, key) = store.create_api_key("ops", AppScope::All).await.unwrap();
-        let (hash, apps): (Vec<u8>, String) =
-            sqlx::query_as("SELECT key_hash, apps FROM api_keys WHERE id = $1")
-                .bind(&record.id)
-                .fetch_one(pool(&store))
-                .await
-                .unwrap();
-        assert_ne!(hash, key.as_bytes());
-        assert_eq!(hash, hash_api_key(&key));
-        assert_eq!(apps, r#"["*"]"#);
-        // No column of the row holds the key.
-        let dump: String = sqlx::query_scalar(
-            "SELECT id || name || hex(key_hash) || apps || created_at_ms || last4 \
-             FROM api_keys",
-        )
-        .fetch_one(pool(&store))
-        .await
-        .unwrap();
-        assert!(!dump.contains(&key[4..]));
-    }
-
-    #[tokio::test]
-    async fn listing_never_exposes_keys_or_hashes() {
-        let db = TempDb::new("keys-list");
-        let store = db.connect().await;
-        let (first, key1) = store.create_api_key("one", AppScope::All).await.unwrap();
-        let (second, key2) = store.create_api_key("two", only(&["crm"])).await.unwrap();
-
-        let listed = store.list_api_keys().await.unwrap();
-        let mut expected = vec![first, second];
-        expected.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
-        assert_eq!(listed, expected);
-
-        let json = serde_json::to_value(&listed).unwrap();
-        let fields: Vec<_> = json[0].as_object().unwrap().keys().cloned().collect();
-        assert_eq!(fields, ["apps", "created_at_ms", "id", "last4", "name"]);
-        let text = json.to_string();
-        for key in [&key1, &key2] {
-            assert!(!text.contains(&key[4..]));
-            assert!(!text.contains(&hex::encode(hash_api_key(key))));
-        }
-    }
-
-    #[tokio::test]
-    async fn scopes_allow_the_right_apps_and_round_trip() {
-        assert!(AppScope::All.allows("anything"));
-        let scope = only(&["a", "b"]);
-        assert!(scope.allows("a") && scope.allows("b"));
-        assert!(!scope.allows("c") && !scope.allows("") && !scope.allows("*"));
-        assert!(!only(&[]).allows("a"));
-
-        assert_eq!(serde_json::to_string(&AppScope::All).unwrap(), r#""*""#);
-        assert_eq!(serde_json::to_string(&scope).unwrap(), r#"["a","b"]"#);
-        let parse = |json: &str| serde_json::from_str::<AppScope>(json);
-        assert_eq!(parse(r#""*""#).unwrap(), AppScope::All);
-        assert_eq!(parse(r#"["*"]"#).unwrap(), AppScope::All);
-        assert_eq!(parse(r#"["a","b"]"#).unwrap(), scope);
-        assert!(
-            parse(r#""a""#)
-                .unwrap_err()
-                .to_string()
-                .contains("list of app ids")
-        );
-        assert!(parse("3").is_err());
-
-        let db = TempDb::new("keys-scope");
-        let store = db.connect().await;
-        let (all, all_key) = store.create_api_key("all", AppScope::All).await.unwrap();
-        let (some, some_key) = store.create_api_key("some", scope.clone()).await.unwrap();
-        let found_all = store.find_api_key(&all_key).await.unwrap().unwrap();
-        let found_some = store.find_api_key(&some_key).await.unwrap().unwrap();
-        assert_eq!((found_all.apps, found_some.apps), (AppScope::All, scope));
-        assert_eq!((found_all.id, found_some.id), (all.id, some.id));
-    }
-
-    #[tokio::test]
-    async fn delete_revokes_the_key() {
-        let db = TempDb::new("keys-delete");
-        let store = db.connect().await;
-        let (gone, gone_key) = store.create_api_key("gone", AppScope::All).await.unwrap();
-        let (kept, _) = store.create_api_key("kept", AppScope::All).await.unwrap();
-        assert!(store.delete_api_key(&gone.id).await.unwrap());
-        assert!(
-            !store.delete_api_key(&gone.id).await.unwrap(),
-            "already gone"
-        );
-        assert_eq!(store.find_api_key(&gone_key).await.unwrap(), None);
-        assert_eq!(store.list_api_keys().await.unwrap(), vec![kept]);
-    }
-}
+}}

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use crate::config::{AppConfig, AppKind, Config, TokenApi};
 use crate::crypto::{MasterKey, random_token};
 
-use super::{Backend, Store};
+use super::Store;
 
 /// A unique database file under the system temp dir; the file and its WAL files are removed
 /// on drop.
@@ -78,12 +78,5 @@ pub fn wecom_app(id: &str) -> AppConfig {
         agentid: Some(1_000_002),
         token_api: TokenApi::Classic,
         daily_fetch_budget: Some(500),
-    }
-}
-
-/// The SQLite pool behind `store`, for reading raw columns.
-pub fn pool(store: &Store) -> &sqlx::SqlitePool {
-    match store.backend() {
-        Backend::Sqlite(s) => s.pool(),
     }
 }

@@ -308,10 +308,7 @@ pub(crate) async fn run(
     rejected: Option<AccessToken>,
 ) -> Result<(Fetched, i64), TokenError> {
     let creds = slot.credentials();
-    let budget = slot
-        .def()
-        .daily_fetch_budget
-        .unwrap_or(inner.settings.daily_fetch_budget);
+    let budget = slot.app().fetch_budget(&inner.settings);
     let mut backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(200))
         .with_max_delay(Duration::from_secs(3))

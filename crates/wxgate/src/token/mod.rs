@@ -28,8 +28,9 @@ pub use slot::{AccessToken, AppSlot, SlotStatus, Token};
 
 use self::fetch::Purpose;
 use self::fleet::Fleet;
+use crate::apps::{App, AppListener};
 use crate::clock::Clock;
-use crate::config::{AppConfig, AppKind, TokenSettings};
+use crate::config::{AppKind, TokenSettings};
 use crate::coord::{InvalidateResult, RedisCoord};
 use crate::wechat::Upstream;
 
@@ -62,6 +63,9 @@ pub(crate) struct Inner {
     shutdown: CancellationToken,
     /// Fleet mode: the shared token, lock, budget and breaker in Redis. `None` when embedded.
     pub(crate) fleet: Option<Fleet>,
+    /// Whether this instance refreshes tokens ahead of expiry (the `refresher` role); without
+    /// it tokens are fetched only when asked for.
+    refresh_ahead: bool,
 }
 
 impl Inner {
@@ -103,6 +107,17 @@ impl TokenManager {
         settings: TokenSettings,
         coord: Option<RedisCoord>,
     ) -> Self {
+        Self::with_refresher(upstream, clock, settings, coord, true)
+    }
+
+    /// [`new`](Self::new), with or without background refreshers (the `refresher` role).
+    pub fn with_refresher(
+        upstream: Upstream,
+        clock: Clock,
+        settings: TokenSettings,
+        coord: Option<RedisCoord>,
+        refresh_ahead: bool,
+    ) -> Self {
         let shutdown = CancellationToken::new();
         let fleet = coord.map(|coord| {
             // The subscriber task ends when `shutdown` is cancelled.
@@ -117,6 +132,7 @@ impl TokenManager {
                 slots: RwLock::new(HashMap::new()),
                 shutdown,
                 fleet,
+                refresh_ahead,
             }),
         };
         if manager.inner.fleet.is_some() {
@@ -136,13 +152,27 @@ impl TokenManager {
         &self.inner.clock
     }
 
+    /// Fleet mode: the Redis coordinator (with this manager's clock), for other parts of the
+    /// gateway that share state through it (push limits, pauses).
+    pub fn coord(&self) -> Option<RedisCoord> {
+        self.inner.fleet.as_ref().map(|f| f.coord.clone())
+    }
+
+    /// Fleet mode: a receiver of every instance's coordination events (the stream the token
+    /// manager follows; it starts with `Reconnected` once live).
+    pub fn fleet_events(
+        &self,
+    ) -> Option<tokio::sync::broadcast::Receiver<crate::coord::CoordEvent>> {
+        self.inner.fleet.as_ref().map(|f| f.events.subscribe())
+    }
+
     /// Add an app, or replace its credentials. Replacing keeps the current token (a new secret
     /// does not invalidate it at WeChat) but closes the breaker, so a fixed secret is tried at
     /// once.
-    pub fn upsert(&self, def: AppConfig) {
+    pub fn upsert(&self, app: Arc<App>) {
         let mut slots = self.inner.slots.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(slot) = slots.get(&def.id) {
-            slot.set_def(def);
+        if let Some(slot) = slots.get(&app.id) {
+            slot.set_app(app);
             slot.state().block = None;
             slot.changed.notify_one();
             if self.inner.fleet.is_some() {
@@ -158,13 +188,15 @@ impl TokenManager {
             return;
         }
         let slot = Arc::new(AppSlot::new(
-            def,
+            app,
             self.inner.clock.now_ms(),
             self.inner.shutdown.child_token(),
         ));
         slots.insert(slot.id.clone(), slot.clone());
-        // The refresher ends when the slot's token is cancelled (app removed or shutdown).
-        tokio::spawn(refresher::run(self.inner.clone(), slot));
+        if self.inner.refresh_ahead {
+            // The refresher ends when the slot's token is cancelled (app removed or shutdown).
+            tokio::spawn(refresher::run(self.inner.clone(), slot));
+        }
     }
 
     /// Remove an app; its refresher stops.
@@ -376,6 +408,17 @@ impl TokenManager {
         };
         fetch::start_if_idle(&self.inner, slot, &mut st, Purpose::Serve, now);
         result
+    }
+}
+
+/// The registry tells the manager of every app: a slot per app, kept current.
+impl AppListener for TokenManager {
+    fn app_changed(&self, app: &Arc<App>) {
+        self.upsert(app.clone());
+    }
+
+    fn app_removed(&self, id: &str) {
+        self.remove(id);
     }
 }
 

@@ -7,8 +7,9 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::error::TokenError;
+use crate::apps::App;
 use crate::clock::day_index;
-use crate::config::{AppConfig, AppKind, TokenApi};
+use crate::config::{AppKind, TokenApi};
 use crate::wechat::Credentials;
 
 /// An access token. Its `Debug` never shows the value.
@@ -102,8 +103,8 @@ impl SlotState {
 
 pub struct AppSlot {
     pub id: String,
-    /// Replaced on secret rotation; read (cloned) at the start of each fetch.
-    def: RwLock<AppConfig>,
+    /// The app as the registry has it; replaced on secret rotation, read at each fetch.
+    app: RwLock<Arc<App>>,
     /// Held only for short bookkeeping, never across an `.await`.
     state: Mutex<SlotState>,
     /// Wakes the refresher when the token or the breaker changes. Lives as long as the slot.
@@ -113,10 +114,10 @@ pub struct AppSlot {
 }
 
 impl AppSlot {
-    pub(crate) fn new(def: AppConfig, now_ms: i64, cancel: CancellationToken) -> Self {
+    pub(crate) fn new(app: Arc<App>, now_ms: i64, cancel: CancellationToken) -> Self {
         AppSlot {
-            id: def.id.clone(),
-            def: RwLock::new(def),
+            id: app.id.clone(),
+            app: RwLock::new(app),
             state: Mutex::new(SlotState {
                 current: None,
                 last_generation: 0,
@@ -142,35 +143,24 @@ impl AppSlot {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn def(&self) -> AppConfig {
-        self.def.read().unwrap_or_else(|p| p.into_inner()).clone()
+    pub fn app(&self) -> Arc<App> {
+        self.app.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub(crate) fn set_def(&self, def: AppConfig) {
-        *self.def.write().unwrap_or_else(|p| p.into_inner()) = def;
+    pub(crate) fn set_app(&self, app: Arc<App>) {
+        *self.app.write().unwrap_or_else(|p| p.into_inner()) = app;
     }
 
     pub fn kind(&self) -> AppKind {
-        self.def.read().unwrap_or_else(|p| p.into_inner()).kind
+        self.app().kind()
     }
 
     pub fn token_api(&self) -> TokenApi {
-        self.def.read().unwrap_or_else(|p| p.into_inner()).token_api
+        self.app().token_api
     }
 
     pub(crate) fn credentials(&self) -> Credentials {
-        let d = self.def.read().unwrap_or_else(|p| p.into_inner());
-        Credentials {
-            kind: d.kind,
-            appid: d
-                .appid
-                .clone()
-                .or_else(|| d.corpid.clone())
-                .unwrap_or_default(),
-            secret: d.secret.clone(),
-            agentid: d.agentid,
-            token_api: d.token_api,
-        }
+        self.app().credentials()
     }
 
     /// A snapshot for status pages and metrics: (token generation, expires_at, fetches today,

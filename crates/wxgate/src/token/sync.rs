@@ -56,6 +56,8 @@ pub(crate) async fn run(inner: Arc<Inner>) {
                 }
             }
             Ok(CoordEvent::Unlocked { .. }) => {}
+            // Push pacing's events; tokens do not depend on them.
+            Ok(CoordEvent::Paused { .. } | CoordEvent::TemplateRejected { .. }) => {}
             Ok(CoordEvent::Disconnected) => fleet.note_disconnected(),
             Ok(CoordEvent::Reconnected) | Err(RecvError::Lagged(_)) => {
                 // The command connection may still be reconnecting when the event stream is

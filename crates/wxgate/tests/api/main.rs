@@ -8,5 +8,6 @@ mod fleet;
 mod helpers;
 mod logs;
 mod push;
+mod slow_app;
 mod token_failures;
 mod tokens;

@@ -3,6 +3,9 @@
 //! a cold stampede, a revoked token reported everywhere, SIGKILL of the lock holder, Redis
 //! stopped under load, Redis restarted empty, and steady use across several token lifetimes.
 
+mod pg;
+mod pg_ops;
+mod pg_push;
 mod procs;
 mod push_crash;
 
@@ -229,6 +232,9 @@ fn short_lived(spec: FleetSpec) -> FleetSpec {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_stopped_for_30s_under_load_fails_no_request_and_bounds_fetches() {
+    // Token lifetimes here are seconds long: with the PostgreSQL push tests' processes on the
+    // same two cores, a refresh can land between "the fleet agrees" and "the token works".
+    let _timed = TIMED.lock().await;
     let http = http();
     let (cfg, apps) = short_lived_apps();
     let sim = sim(cfg).await;

@@ -11,6 +11,10 @@ use tokio::process::{Child, Command};
 pub const ADMIN: &str = "fleet-admin-token-0123456789";
 pub const MASTER_KEY: &str = "5f2b9c0e3a7d41e6b8c92f0d1a3e5b7c9d0f2a4c6e8b1d3f5a7c9e0b2d4f6a81";
 
+/// Held by tests that measure time across several processes (rates, wake-ups, a campaign
+/// racing a SIGKILL), so that two of them never share this machine's cores at once.
+pub static TIMED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -259,6 +263,62 @@ impl Instance {
             v["result"].as_str().unwrap().to_string(),
             v["access_token"].as_str().unwrap().to_string(),
         )
+    }
+
+    /// `POST path` with a JSON body as the admin, optionally with an Idempotency-Key.
+    pub async fn post(
+        &self,
+        http: &reqwest::Client,
+        path: &str,
+        body: &Value,
+        key: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN)
+            .json(body);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        let r = req.send().await.expect("wxgate answers");
+        let s = r.status();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// `GET path` as `bearer` → (status, body).
+    pub async fn get_as(
+        &self,
+        http: &reqwest::Client,
+        path: &str,
+        bearer: &str,
+    ) -> (StatusCode, Value) {
+        let r = http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .expect("wxgate answers");
+        let s = r.status();
+        (s, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls the campaign on this instance until it is done (at most `within`).
+    pub async fn campaign_done(&self, http: &reqwest::Client, id: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let (s, v) = self
+                .get_as(http, &format!("/v1/campaigns/{id}"), ADMIN)
+                .await;
+            if s == StatusCode::OK && v["status"] == "done" {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "campaign {id} not done on {}: {s} {v}",
+                self.base
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     pub async fn readyz(&self, http: &reqwest::Client) -> Value {

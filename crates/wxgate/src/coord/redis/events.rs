@@ -152,9 +152,11 @@ struct WireEvent {
     kind: String,
     #[serde(default)]
     generation: Option<u64>,
+    #[serde(default)]
+    template: Option<String>,
 }
 
-fn parse_event(payload: &[u8]) -> Option<CoordEvent> {
+pub(super) fn parse_event(payload: &[u8]) -> Option<CoordEvent> {
     let w: WireEvent = serde_json::from_slice(payload).ok()?;
     Some(match (w.kind.as_str(), w.generation) {
         ("token", Some(generation)) => CoordEvent::Token {
@@ -167,6 +169,11 @@ fn parse_event(payload: &[u8]) -> Option<CoordEvent> {
         },
         ("unlocked", _) => CoordEvent::Unlocked { app: w.app },
         ("block", _) => CoordEvent::Block { app: w.app },
+        ("pause", _) => CoordEvent::Paused { app: w.app },
+        ("template", _) => CoordEvent::TemplateRejected {
+            app: w.app,
+            template: w.template?,
+        },
         _ => return None,
     })
 }

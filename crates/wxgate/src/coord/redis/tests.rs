@@ -17,15 +17,16 @@ fn test_url() -> String {
     std::env::var("WXGATE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
 }
 
-/// A coordinator under a fresh prefix; its keys are deleted on drop.
-struct Ctx {
-    coord: RedisCoord,
-    url: String,
-    prefix: String,
+/// A coordinator under a fresh prefix; its keys are deleted on drop. Shared with the pacing
+/// tests.
+pub(super) struct Ctx {
+    pub(super) coord: RedisCoord,
+    pub(super) url: String,
+    pub(super) prefix: String,
 }
 
 impl Ctx {
-    async fn new() -> Ctx {
+    pub(super) async fn new() -> Ctx {
         let url = test_url();
         let prefix = format!("wxgate-test-{}", hex::encode(rand::random::<[u8; 8]>()));
         let coord = RedisCoord::connect(&url, &prefix)
@@ -34,11 +35,11 @@ impl Ctx {
         Ctx { coord, url, prefix }
     }
 
-    fn now(&self) -> i64 {
+    pub(super) fn now(&self) -> i64 {
         self.coord.clock.now_ms()
     }
 
-    async fn pttl(&self, app: &str, suffix: &str) -> i64 {
+    pub(super) async fn pttl(&self, app: &str, suffix: &str) -> i64 {
         let key = self.coord.key(app, suffix).unwrap();
         cmd("PTTL")
             .arg(&key)
@@ -49,7 +50,7 @@ impl Ctx {
 }
 
 /// Every key under `prefix`, read with a plain synchronous connection.
-fn keys_under(url: &str, prefix: &str) -> RedisResult<Vec<String>> {
+pub(super) fn keys_under(url: &str, prefix: &str) -> RedisResult<Vec<String>> {
     let mut con = Client::open(url)?.get_connection_with_timeout(Duration::from_secs(2))?;
     let (mut cursor, mut all) = (0u64, Vec::new());
     loop {
@@ -82,7 +83,10 @@ impl Drop for Ctx {
     }
 }
 
-async fn next_event(rx: &mut broadcast::Receiver<CoordEvent>, within: Duration) -> CoordEvent {
+pub(super) async fn next_event(
+    rx: &mut broadcast::Receiver<CoordEvent>,
+    within: Duration,
+) -> CoordEvent {
     tokio::time::timeout(within, rx.recv())
         .await
         .unwrap_or_else(|_| panic!("no event within {within:?}"))

@@ -3,12 +3,12 @@
 
 use super::*;
 
-fn campaign(app: &AppConfig, mut body: Value) -> Result<PreparedCampaign, ValidationError> {
+fn campaign(app: &App, mut body: Value) -> Result<PreparedCampaign, ValidationError> {
     body["app"] = json!("demo");
     prepare_campaign(app, serde_json::from_value(body).expect("campaign parses"))
 }
 
-fn campaign_problems(app: &AppConfig, body: Value) -> Vec<(String, &'static str)> {
+fn campaign_problems(app: &App, body: Value) -> Vec<(String, &'static str)> {
     match campaign(app, body) {
         Ok(c) => panic!("accepted {} messages", c.messages.len()),
         Err(e) => pairs(&e),

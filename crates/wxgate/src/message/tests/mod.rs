@@ -10,10 +10,11 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::apps::{App, Source};
 use crate::config::{AppConfig, AppKind, TokenApi};
 
-fn app(kind: AppKind) -> AppConfig {
-    AppConfig {
+fn app(kind: AppKind) -> App {
+    let config = AppConfig {
         id: "demo".into(),
         kind,
         appid: (kind != AppKind::Wecom).then(|| "wx0123456789abcdef".into()),
@@ -22,28 +23,29 @@ fn app(kind: AppKind) -> AppConfig {
         agentid: (kind == AppKind::Wecom).then_some(1000002),
         token_api: TokenApi::Stable,
         daily_fetch_budget: None,
-    }
+    };
+    App::new(config, Source::Config).expect("a valid test app")
 }
 
-fn oa() -> AppConfig {
+fn oa() -> App {
     app(AppKind::OfficialAccount)
 }
-fn mp() -> AppConfig {
+fn mp() -> App {
     app(AppKind::MiniProgram)
 }
-fn wecom() -> AppConfig {
+fn wecom() -> App {
     app(AppKind::Wecom)
 }
 
 /// `prepare` on a JSON body (with `app` added).
-fn send(app: &AppConfig, mut body: Value) -> Result<Prepared, ValidationError> {
+fn send(app: &App, mut body: Value) -> Result<Prepared, ValidationError> {
     body["app"] = json!("demo");
     let req: MessageRequest = serde_json::from_value(body).expect("request parses");
     prepare(app, req)
 }
 
 /// The (field, rule) pairs of a refused message; panics if it was accepted.
-fn problems(app: &AppConfig, body: Value) -> Vec<(String, &'static str)> {
+fn problems(app: &App, body: Value) -> Vec<(String, &'static str)> {
     match send(app, body) {
         Ok(p) => panic!("accepted: {}", p.body),
         Err(e) => pairs(&e),

@@ -317,16 +317,6 @@ fn msgtype_and_its_body_go_together() {
 }
 
 #[test]
-fn a_wecom_app_needs_an_agentid() {
-    let mut app = wecom();
-    app.agentid = None;
-    assert_eq!(
-        problems(&app, text_to(json!("u1"))),
-        one("app", "app_misconfigured")
-    );
-}
-
-#[test]
 fn video_and_textcard_limits_at_the_edge() {
     let video = |title: String, description: String| json!({"media_id":"M","title":title,"description":description});
     let ok = wecom_ok("video", video("t".repeat(128), "d".repeat(512)), false);

@@ -28,19 +28,21 @@
 //! transaction open, then finishes a whole batch in one transaction. SQLite write transactions
 //! start with `BEGIN IMMEDIATE`, which takes the write lock up front (waiting up to
 //! `busy_timeout` for it), so even two processes on one file never see SQLITE_BUSY half-way
-//! through a transaction.
+//! through a transaction; PostgreSQL claims lock the rows they pick `FOR UPDATE SKIP LOCKED`,
+//! so workers of many instances never wait on each other's rows.
 
-mod claim;
-mod finish;
-mod insert;
-mod manage;
-mod query;
+mod queue;
+mod reads;
 mod types;
+mod writes;
 
+pub(crate) use queue::{
+    Applied, AttemptRow, ClaimArgs, ClaimRow, FinishRow, INSERT_CAMPAIGN, KINDS, OutboxQueue,
+    attempt_rows, bind_campaign,
+};
 #[cfg(test)]
-mod perf;
-#[cfg(test)]
-mod testkit;
+pub(crate) use reads::{EXPORT_AFTER, Param, list_sql};
+pub(crate) use writes::conflict;
 
 pub use types::{
     AttemptOutcome, AttemptRecord, CampaignInserted, CampaignMessage, CampaignRecord,
@@ -48,9 +50,6 @@ pub use types::{
     Lease, LoggedAttempt, MessageFilter, MessageKind, MessageRecord, MessageState, MessageSummary,
     NewCampaign, NewMessage, Next, QueueDepth, StateCounts,
 };
-
-/// `BEGIN` for SQLite transactions that write: take the write lock now, not at the first write.
-const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 /// Ids that sort in creation order: `prefix`, the creation time in ms as 11 hex digits, then a
 /// counter started at a random 63-bit value, as 16 hex digits.
@@ -88,12 +87,6 @@ pub fn new_ids(prefix: &str, now_ms: i64) -> IdSeq {
 /// One id, e.g. `new_id("msg_", now_ms)` → `msg_0194f3a2b1c4d2e8a91f03b6c5d7`.
 pub fn new_id(prefix: &str, now_ms: i64) -> String {
     new_ids(prefix, now_ms).next().expect("an IdSeq never ends")
-}
-
-/// The paused apps as a JSON array, bound once and read with `json_each` (one cached statement
-/// whatever the number of apps).
-fn apps_json(apps: &[String]) -> String {
-    serde_json::to_string(apps).expect("a list of strings always serializes")
 }
 
 #[cfg(test)]

@@ -1,26 +1,15 @@
-//! Tests of reading: counts, listings, exports, queue depth, one message, the plans.
+//! Reading: campaign counts, listings, exports, the queue depth, one message with its log.
 
-use super::super::testkit::*;
-use super::super::*;
-use super::{EXPORT_AFTER, list_sql};
-use crate::store::Store;
-use crate::store::testutil::{TempDb, pool};
-
-async fn plan(store: &Store, sql: &str, binds: &[&str]) -> String {
-    let sql = format!("EXPLAIN QUERY PLAN {sql}");
-    let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(sql));
-    for b in binds {
-        query = query.bind(*b);
-    }
-    let rows = query.fetch_all(pool(store)).await.unwrap();
-    rows.into_iter().map(|r| r.3).collect::<Vec<_>>().join("\n")
-}
+use super::testkit::*;
+use super::{TestDb, contract};
+use crate::store::{
+    CampaignMessage, ExportRow, MessageFilter, MessageKind, MessageState, MessageSummary, Next,
+    QueueDepth, StateCounts, Store,
+};
 
 /// Campaign "c" (6 messages, one each of sent / failed 43101 / failed 40003 / unknown /
 /// sending / pending) and single messages "s1", "s2" of app "crm".
-async fn mixed(tag: &str) -> (TempDb, Store, Vec<CampaignMessage>) {
-    let db = TempDb::new(tag);
-    let store = db.connect().await;
+async fn mixed(store: &Store) -> Vec<CampaignMessage> {
     let rows = recipients("c", 6);
     store
         .create_campaign(&campaign("c", "oa", T0), &rows, T0)
@@ -45,16 +34,16 @@ async fn mixed(tag: &str) -> (TempDb, Store, Vec<CampaignMessage>) {
         let msg = message(id, "crm", T0 + 3_600_000);
         store.insert_message(&msg, T0).await.unwrap();
     }
-    (db, store, rows)
+    rows
 }
 
 fn listed(page: &[MessageSummary]) -> Vec<&str> {
     page.iter().map(|m| m.id.as_str()).collect()
 }
 
-#[tokio::test]
-async fn campaign_counts_every_state() {
-    let (_db, store, _) = mixed("outbox-counts").await;
+async fn campaign_counts_every_state(db: TestDb) {
+    let store = &db.store;
+    mixed(store).await;
     let rec = store.campaign("c").await.unwrap().unwrap();
     let expected = StateCounts {
         pending: 1,
@@ -70,9 +59,9 @@ async fn campaign_counts_every_state() {
     assert!(store.campaign("nope").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn listings_filter_and_page_by_id() {
-    let (_db, store, rows) = mixed("outbox-list").await;
+async fn listings_filter_and_page_by_id(db: TestDb) {
+    let store = &db.store;
+    let rows = mixed(store).await;
     let all = store
         .list_messages(&MessageFilter::default(), None, 100)
         .await
@@ -130,9 +119,9 @@ async fn listings_filter_and_page_by_id() {
     assert_eq!(seen, expected);
 }
 
-#[tokio::test]
-async fn exports_page_by_recipient() {
-    let (_db, store, rows) = mixed("outbox-export").await;
+async fn exports_page_by_recipient(db: TestDb) {
+    let store = &db.store;
+    let rows = mixed(store).await;
     let mut seen = Vec::new();
     let mut after: Option<String> = None;
     loop {
@@ -166,9 +155,9 @@ async fn exports_page_by_recipient() {
     );
 }
 
-#[tokio::test]
-async fn queue_depth_counts_the_active_queue() {
-    let (_db, store, _) = mixed("outbox-depth").await;
+async fn queue_depth_counts_the_active_queue(db: TestDb) {
+    let store = &db.store;
+    mixed(store).await;
     let depth = store.queue_depth(T0).await.unwrap();
     // Campaign: 1 pending (due), 1 sending; s1, s2 pending but due in an hour.
     assert_eq!(
@@ -182,10 +171,8 @@ async fn queue_depth_counts_the_active_queue() {
     assert_eq!(store.queue_depth(T0 + 3_600_000).await.unwrap().due, 3);
 }
 
-#[tokio::test]
-async fn a_message_comes_back_with_its_log_in_order() {
-    let db = TempDb::new("outbox-get");
-    let store = db.connect().await;
+async fn a_message_comes_back_with_its_log_in_order(db: TestDb) {
+    let store = &db.store;
     assert!(store.get_message("nope").await.unwrap().is_none());
     store
         .insert_message(&message("m", "oa", T0), T0)
@@ -224,45 +211,10 @@ async fn a_message_comes_back_with_its_log_in_order() {
     assert_eq!(json["log"][2]["fenced"], false);
 }
 
-#[tokio::test]
-async fn listings_and_exports_use_their_indexes() {
-    let db = TempDb::new("outbox-plans");
-    let store = db.connect().await;
-    let export = plan(&store, EXPORT_AFTER, &["c", "r", "10"]).await;
-    assert!(export.contains("messages_campaign_recipient"), "{export}");
-    assert!(!export.contains("TEMP B-TREE"), "{export}");
-    let cases = [
-        (
-            Some("oa"),
-            None,
-            Some(MessageState::Failed),
-            "messages_app_state",
-        ),
-        (
-            None,
-            Some("c"),
-            Some(MessageState::Failed),
-            "messages_campaign_state",
-        ),
-    ];
-    for (app, campaign, state, index) in cases {
-        let filter = MessageFilter {
-            app: app.map(Into::into),
-            campaign: campaign.map(Into::into),
-            state,
-            errcode: None,
-        };
-        let (sql, params) = list_sql(&filter, Some("msg_0"));
-        let binds: Vec<&str> = params
-            .iter()
-            .map(|p| match p {
-                super::Param::Text(t) => *t,
-                super::Param::Int(_) => "0",
-            })
-            .chain(["10"])
-            .collect();
-        let text = plan(&store, &sql, &binds).await;
-        assert!(text.contains(index), "{sql}\n{text}");
-        assert!(!text.contains("TEMP B-TREE"), "{sql}\n{text}");
-    }
-}
+contract!(
+    campaign_counts_every_state,
+    listings_filter_and_page_by_id,
+    exports_page_by_recipient,
+    queue_depth_counts_the_active_queue,
+    a_message_comes_back_with_its_log_in_order,
+);

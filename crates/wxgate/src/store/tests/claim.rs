@@ -1,26 +1,23 @@
-//! Tests of claiming: order, send_at, paused apps, takeovers, leases, concurrency, the plan.
+//! Claiming: order, send_at, paused apps, next_due, takeovers of expired leases, extending
+//! leases, and claimers on two stores never sharing a message.
 
 use std::collections::HashSet;
 
-use super::super::testkit::*;
-use super::super::*;
-use super::{CLAIM_SQLITE, NEXT_DUE_SQLITE};
-use crate::store::Store;
-use crate::store::testutil::{TempDb, pool};
+use super::testkit::*;
+use super::{TestDb, contract};
+use crate::store::{Claimed, Finish, Lease, MessageKind, MessageState, Next, StateCounts, Store};
 
 async fn insert(store: &Store, id: &str, app: &str, due: i64) {
     let msg = message(id, app, due);
     store.insert_message(&msg, T0).await.unwrap();
 }
 
-#[tokio::test]
-async fn claims_due_messages_oldest_first_and_not_before_send_at() {
-    let db = TempDb::new("outbox-claim");
-    let store = db.connect().await;
-    insert(&store, "late", "oa", T0 + 20_000).await;
-    insert(&store, "b", "oa", T0 - 10).await;
-    insert(&store, "a", "oa", T0 - 20).await;
-    insert(&store, "c", "oa", T0).await;
+async fn claims_due_messages_oldest_first_and_not_before_send_at(db: TestDb) {
+    let store = &db.store;
+    insert(store, "late", "oa", T0 + 20_000).await;
+    insert(store, "b", "oa", T0 - 10).await;
+    insert(store, "a", "oa", T0 - 20).await;
+    insert(store, "c", "oa", T0).await;
 
     let first = store.claim_due("w1", T0, LEASE, 1, &[]).await.unwrap();
     assert_eq!(ids(&first), ["a"], "the oldest due first");
@@ -52,14 +49,12 @@ async fn claims_due_messages_oldest_first_and_not_before_send_at() {
     assert_eq!(rec.lease_until_ms, Some(T0 + 20_000 + LEASE));
 }
 
-#[tokio::test]
-async fn paused_apps_are_skipped() {
-    let db = TempDb::new("outbox-skip");
-    let store = db.connect().await;
-    insert(&store, "p1", "paused", T0 - 100).await;
-    insert(&store, "p2", "paused", T0 - 90).await;
-    insert(&store, "o1", "oa", T0 - 10).await;
-    insert(&store, "w1", "crm", T0 - 5).await;
+async fn paused_apps_are_skipped(db: TestDb) {
+    let store = &db.store;
+    insert(store, "p1", "paused", T0 - 100).await;
+    insert(store, "p2", "paused", T0 - 90).await;
+    insert(store, "o1", "oa", T0 - 10).await;
+    insert(store, "w1", "crm", T0 - 5).await;
     let skip = ["paused".to_string()];
 
     assert_eq!(store.next_due_ms(&skip).await.unwrap(), Some(T0 - 10));
@@ -82,12 +77,34 @@ async fn paused_apps_are_skipped() {
     assert_eq!(ids(&got), ["p1", "p2"]);
 }
 
-#[tokio::test]
-async fn next_due_is_none_when_nothing_is_active() {
-    let db = TempDb::new("outbox-next-due");
-    let store = db.connect().await;
+/// `per_app` caps what one app gives to a claim, and the claim still takes the earliest due
+/// rows overall from what the apps gave.
+async fn per_app_claims_take_at_most_that_many_of_each_app(db: TestDb) {
+    let store = &db.store;
+    for i in 0..5 {
+        insert(store, &format!("a{i}"), "oa", T0 - 100 + i).await;
+        insert(store, &format!("b{i}"), "crm", T0 - 50 + i).await;
+    }
+    let got = store
+        .claim_due_per_app("w", T0, LEASE, 3, 2, &[])
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&got),
+        ["a0", "a1", "b0"],
+        "two of oa, then the earliest of crm"
+    );
+    let got = store
+        .claim_due_per_app("w", T0, LEASE, 10, 2, &[])
+        .await
+        .unwrap();
+    assert_eq!(ids(&got), ["a2", "a3", "b1", "b2"]);
+}
+
+async fn next_due_is_none_when_nothing_is_active(db: TestDb) {
+    let store = &db.store;
     assert_eq!(store.next_due_ms(&[]).await.unwrap(), None);
-    insert(&store, "m", "oa", T0 + 5).await;
+    insert(store, "m", "oa", T0 + 5).await;
     assert_eq!(store.next_due_ms(&[]).await.unwrap(), Some(T0 + 5));
     let c = store.claim_due("w", T0 + 5, LEASE, 1, &[]).await.unwrap();
     store
@@ -97,11 +114,9 @@ async fn next_due_is_none_when_nothing_is_active() {
     assert_eq!(store.next_due_ms(&[]).await.unwrap(), None);
 }
 
-#[tokio::test]
-async fn an_expired_lease_is_taken_over_and_says_so() {
-    let db = TempDb::new("outbox-takeover");
-    let store = db.connect().await;
-    insert(&store, "m", "oa", T0).await;
+async fn an_expired_lease_is_taken_over_and_says_so(db: TestDb) {
+    let store = &db.store;
+    insert(store, "m", "oa", T0).await;
     let first = store.claim_due("dead", T0, LEASE, 10, &[]).await.unwrap();
     assert_eq!(first.len(), 1);
     // Not before the lease ends…
@@ -137,12 +152,10 @@ async fn an_expired_lease_is_taken_over_and_says_so() {
     assert_eq!(third[0].claims, 3);
 }
 
-#[tokio::test]
-async fn extended_leases_are_not_taken_over() {
-    let db = TempDb::new("outbox-extend");
-    let store = db.connect().await;
-    insert(&store, "a", "oa", T0).await;
-    insert(&store, "b", "oa", T0).await;
+async fn extended_leases_are_not_taken_over(db: TestDb) {
+    let store = &db.store;
+    insert(store, "a", "oa", T0).await;
+    insert(store, "b", "oa", T0).await;
     let got = store.claim_due("w1", T0, LEASE, 10, &[]).await.unwrap();
     let leases: Vec<Lease> = got.iter().map(Claimed::lease).collect();
     let until = T0 + 3 * LEASE;
@@ -185,13 +198,11 @@ async fn extended_leases_are_not_taken_over() {
     assert_eq!(rec.summary.due_at_ms, until);
 }
 
-/// Many tasks on two pools (two "processes" sharing the file) claim in a loop until nothing
-/// is left: each message is claimed exactly once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_claimers_never_share_a_message() {
+/// Many tasks on two stores (two instances sharing the database) claim and finish in a loop
+/// until nothing is left: each message is claimed exactly once.
+async fn concurrent_claimers_never_share_a_message(db: TestDb) {
     const N: usize = 3000;
-    let db = TempDb::new("outbox-claim-race");
-    let (a, b) = (db.connect().await, db.connect().await);
+    let (a, b) = (db.store.clone(), db.connect().await);
     let rows = recipients("race", N);
     a.create_campaign(&campaign("race", "oa", T0), &rows, T0)
         .await
@@ -237,59 +248,16 @@ async fn concurrent_claimers_never_share_a_message() {
             ..StateCounts::default()
         }
     );
-    let max_claims: i64 = sqlx::query_scalar("SELECT MAX(claims) FROM messages")
-        .fetch_one(pool(&a))
-        .await
-        .unwrap();
-    assert_eq!(max_claims, 1);
-    assert_eq!(count_rows(&a, "attempts").await, N as i64);
+    assert_eq!(db.int("SELECT MAX(claims) FROM messages").await, 1);
+    assert_eq!(db.count("attempts").await, N as i64);
 }
 
-/// The claim and next_due_ms must only seek in the `messages_due` index (per app: the first
-/// active app after the last one, then its earliest due rows), never scan messages; the only
-/// sort is over the few candidates the apps gave.
-#[tokio::test]
-async fn the_claim_seeks_the_due_index_app_by_app() {
-    let db = TempDb::new("outbox-claim-plan");
-    let store = db.connect().await;
-    let explain = |sql: &str| {
-        let sql = format!("EXPLAIN QUERY PLAN {sql}");
-        let store = store.clone();
-        async move {
-            let mut query = sqlx::query_as::<_, (i64, i64, i64, String)>(sqlx::AssertSqlSafe(sql));
-            for bind in ["w", "n"] {
-                query = query.bind(bind);
-            }
-            let plan = query
-                .bind(T0)
-                .bind(T0)
-                .bind("[]")
-                .bind(10_i64)
-                .fetch_all(pool(&store))
-                .await
-                .unwrap();
-            plan.into_iter()
-                .map(|row| row.3)
-                .collect::<Vec<_>>()
-                .join("\n")
-        }
-    };
-    let claim = explain(CLAIM_SQLITE).await;
-    for step in [
-        "SEARCH m USING COVERING INDEX messages_due (app>?)",
-        "SEARCH d USING COVERING INDEX messages_due (app=? AND due_at_ms<?)",
-        "SEARCH m USING INTEGER PRIMARY KEY (rowid=?)",
-    ] {
-        assert!(claim.contains(step), "{step}\n{claim}");
-    }
-    assert!(
-        !claim.contains("SCAN messages") && !claim.contains("SCAN m\n"),
-        "{claim}"
-    );
-    let next = explain(NEXT_DUE_SQLITE).await;
-    assert!(
-        next.contains("SEARCH d USING COVERING INDEX messages_due (app=?)"),
-        "{next}"
-    );
-    assert!(!next.contains("SCAN messages"), "{next}");
-}
+contract!(
+    claims_due_messages_oldest_first_and_not_before_send_at,
+    paused_apps_are_skipped,
+    per_app_claims_take_at_most_that_many_of_each_app,
+    next_due_is_none_when_nothing_is_active,
+    an_expired_lease_is_taken_over_and_says_so,
+    extended_leases_are_not_taken_over,
+    concurrent_claimers_never_share_a_message(flavor = "multi_thread", worker_threads = 4),
+);

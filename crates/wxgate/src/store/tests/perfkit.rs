@@ -1,34 +1,31 @@
-//! Outbox measurements, `#[ignore]`d: they print numbers instead of asserting on time (wall
-//! time, and the process's CPU time, which a busy machine disturbs less). Run them in release
-//! mode:
-//!
-//! ```text
-//! cargo test -p wxgate --release --lib store::outbox::perf -- --ignored --nocapture --test-threads 1
-//! ```
+//! The outbox measurements, backend-neutral: `sqlite/perf.rs` and `postgres/perf.rs` run them
+//! as `#[ignore]`d tests on their backend. They print numbers instead of asserting on time
+//! (wall time, and the process's CPU time, which a busy machine disturbs less).
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
+use super::TestDb;
 use super::testkit::*;
-use super::*;
-use crate::store::Store;
-use crate::store::testutil::TempDb;
+use crate::store::{CampaignMessage, Finish, Store};
 
 /// Wall and CPU time since it was started.
-struct Timer {
+pub struct Timer {
     wall: Instant,
     cpu_ms: u64,
 }
 
 impl Timer {
-    fn start() -> Timer {
+    pub fn start() -> Timer {
         Timer {
             wall: Instant::now(),
             cpu_ms: cpu_ms(),
         }
     }
 
-    /// "wall 1.23 s, cpu 1.10 s", and `n` per second of each when `n` is given.
-    fn report(&self, n: Option<usize>) -> String {
+    /// "wall 1.23 s, cpu 1.10 s", and `n` per second of each when `n` is given. The CPU time
+    /// is this process's: with PostgreSQL, the server's work is not in it.
+    pub fn report(&self, n: Option<usize>) -> String {
         let wall = self.wall.elapsed();
         let cpu = Duration::from_millis(cpu_ms() - self.cpu_ms);
         let mut text = format!("wall {wall:.2?}, cpu {cpu:.2?}");
@@ -59,7 +56,7 @@ fn cpu_ms() -> u64 {
 }
 
 /// Claims `batch` at a time and finishes each batch in one transaction until nothing is due.
-async fn drain(store: &Store, batch: u32, skip: &[String]) -> usize {
+pub async fn drain(store: &Store, batch: u32, skip: &[String]) -> usize {
     let mut done = 0;
     loop {
         let got = store.claim_due("w", T0, LEASE, batch, skip).await.unwrap();
@@ -74,7 +71,7 @@ async fn drain(store: &Store, batch: u32, skip: &[String]) -> usize {
 }
 
 /// Recipients sorted, with their ids drawn in that order: every index grows at its end.
-fn sorted(mut rows: Vec<CampaignMessage>) -> Vec<CampaignMessage> {
+pub fn sorted(mut rows: Vec<CampaignMessage>) -> Vec<CampaignMessage> {
     let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
     rows.sort_by(|a, b| a.recipient.cmp(&b.recipient));
     for (row, id) in rows.iter_mut().zip(ids) {
@@ -83,9 +80,13 @@ fn sorted(mut rows: Vec<CampaignMessage>) -> Vec<CampaignMessage> {
     rows
 }
 
-#[tokio::test]
-#[ignore = "measurement: run with --release --ignored --nocapture"]
-async fn campaign_insert_100k_and_1m() {
+/// Campaigns of 100k and 1M recipients (random order, then sorted), each into a `fresh`
+/// database: the insert, then the reads that scale with a campaign.
+pub async fn campaign_insert_100k_and_1m<F, Fut>(fresh: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = TestDb>,
+{
     let cases = [
         ("random order", recipients("p", 100_000)),
         ("random order", recipients("p", 1_000_000)),
@@ -93,14 +94,18 @@ async fn campaign_insert_100k_and_1m() {
     ];
     for (order, rows) in cases {
         let n = rows.len();
-        let db = TempDb::new("perf-campaign");
-        let store = db.connect().await;
+        let db = fresh().await;
+        let store = &db.store;
         let timer = Timer::start();
         store
             .create_campaign(&campaign("p", "oa", T0), &rows, T0)
             .await
             .unwrap();
-        eprintln!("campaign of {n}, {order}: insert {}", timer.report(Some(n)));
+        let kind = db.kind();
+        eprintln!(
+            "{kind}: campaign of {n}, {order}: insert {}",
+            timer.report(Some(n))
+        );
         let timer = Timer::start();
         let rec = store.campaign("p").await.unwrap().unwrap();
         assert_eq!(rec.counts.pending, n as u64);
@@ -120,24 +125,23 @@ async fn campaign_insert_100k_and_1m() {
     }
 }
 
-#[tokio::test]
-#[ignore = "measurement: run with --release --ignored --nocapture"]
-async fn claim_and_finish_throughput() {
+/// Claim 100 + finish 100 in one transaction over 100k messages, then claim 100 + finish one
+/// per transaction over 20k.
+pub async fn claim_and_finish_throughput(db: TestDb) {
     const N: usize = 100_000;
-    let db = TempDb::new("perf-drain");
-    let store = db.connect().await;
+    let store = &db.store;
+    let kind = db.kind();
     store
         .create_campaign(&campaign("p", "oa", T0), &recipients("p", N), T0)
         .await
         .unwrap();
     let timer = Timer::start();
-    assert_eq!(drain(&store, 100, &[]).await, N);
+    assert_eq!(drain(store, 100, &[]).await, N);
     eprintln!(
-        "claim 100 + finish 100 in one transaction, over {N} messages: {}",
+        "{kind}: claim 100 + finish 100 in one transaction, over {N} messages: {}",
         timer.report(Some(N))
     );
 
-    // The same with one transaction per finished message.
     const M: usize = 20_000;
     store
         .create_campaign(&campaign("q", "oa", T0), &recipients("q", M), T0)
@@ -154,19 +158,17 @@ async fn claim_and_finish_throughput() {
         }
     }
     eprintln!(
-        "claim 100 + finish 1 per transaction, over {M} messages: {}",
+        "{kind}: claim 100 + finish 1 per transaction, over {M} messages: {}",
         timer.report(Some(M))
     );
 }
 
-#[tokio::test]
-#[ignore = "measurement: run with --release --ignored --nocapture"]
-async fn claims_behind_a_paused_backlog() {
+/// Draining one app while another (paused) app's backlog of 100k is due first, so every
+/// claim steps over it.
+pub async fn claims_behind_a_paused_backlog(db: TestDb) {
     const PAUSED: usize = 100_000;
     const N: usize = 20_000;
-    let db = TempDb::new("perf-paused");
-    let store = db.connect().await;
-    // The paused app's backlog is due first, so every claim steps over it.
+    let store = &db.store;
     let paused = campaign("paused", "big", T0 - 1);
     store
         .create_campaign(&paused, &recipients("x", PAUSED), T0)
@@ -178,9 +180,10 @@ async fn claims_behind_a_paused_backlog() {
         .unwrap();
     let skip = ["big".to_string()];
     let timer = Timer::start();
-    assert_eq!(drain(&store, 100, &skip).await, N);
+    assert_eq!(drain(store, 100, &skip).await, N);
     eprintln!(
-        "claim 100 + finish 100 behind a paused backlog of {PAUSED}: {}",
+        "{}: claim 100 + finish 100 behind a paused backlog of {PAUSED}: {}",
+        db.kind(),
         timer.report(Some(N))
     );
     let timer = Timer::start();

@@ -1,11 +1,12 @@
-//! Reading the outbox: one message with its delivery log, listings, campaign counts, exports
-//! and the queue depth. Listings and exports are keyset-paged: each page is one short
-//! statement, because SQLite mode runs every statement on ONE connection, and a cursor held
-//! open across a million-row export would stall every claim and finish until it was done.
+//! Reading the outbox, in portable SQL: one message with its delivery log, listings, campaign
+//! counts, exports and the queue depth. Listings and exports are keyset-paged: each page is
+//! one short statement, because SQLite mode runs every statement on ONE connection, and a
+//! cursor held open across a million-row export would stall every claim and finish until it
+//! was done (and on PostgreSQL would hold a pooled connection as long).
 
 use sqlx::AssertSqlSafe;
 
-use crate::store::{Backend, SqliteStore, Store, StoreError};
+use crate::store::{Store, StoreError, on_backend, portable};
 
 use super::{
     AttemptOutcome, AttemptRecord, CampaignRecord, CampaignStatus, ExportRow, LoggedAttempt,
@@ -37,8 +38,8 @@ const CAMPAIGN_COUNTS: &str =
 const EXPORT_FIRST: &str = "SELECT id, recipient, state, errcode, reason, msgid, attempts, \
      updated_at_ms FROM messages WHERE campaign_id = $1 ORDER BY recipient LIMIT $2";
 
-const EXPORT_AFTER: &str = "SELECT id, recipient, state, errcode, reason, msgid, attempts, \
-     updated_at_ms FROM messages WHERE campaign_id = $1 AND recipient > $2 \
+pub(crate) const EXPORT_AFTER: &str = "SELECT id, recipient, state, errcode, reason, msgid, \
+     attempts, updated_at_ms FROM messages WHERE campaign_id = $1 AND recipient > $2 \
      ORDER BY recipient LIMIT $3";
 
 /// One pass over the `messages_due` index: its size is the queue, not the history.
@@ -49,7 +50,7 @@ const QUEUE_DEPTH: &str = "SELECT \
      FROM messages WHERE state IN ('pending', 'sending')";
 
 #[derive(sqlx::FromRow)]
-struct SummaryRow {
+pub(crate) struct SummaryRow {
     id: String,
     app: String,
     kind: String,
@@ -68,7 +69,7 @@ struct SummaryRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct MessageRow {
+pub(crate) struct MessageRow {
     #[sqlx(flatten)]
     summary: SummaryRow,
     body: String,
@@ -79,7 +80,7 @@ struct MessageRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct AttemptRow {
+pub(crate) struct AttemptRow {
     at_ms: i64,
     instance: String,
     latency_ms: i64,
@@ -92,7 +93,7 @@ struct AttemptRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct CampaignRow {
+pub(crate) struct CampaignRow {
     id: String,
     app: String,
     kind: String,
@@ -103,7 +104,7 @@ struct CampaignRow {
 }
 
 #[derive(sqlx::FromRow)]
-struct ExportDbRow {
+pub(crate) struct ExportDbRow {
     id: String,
     recipient: String,
     state: String,
@@ -157,9 +158,7 @@ impl AttemptRow {
 impl Store {
     /// The message and every attempt at sending it, oldest first.
     pub async fn get_message(&self, id: &str) -> Result<Option<MessageRecord>, StoreError> {
-        let found = match &self.backend {
-            Backend::Sqlite(s) => s.message(id).await?,
-        };
+        let found = on_backend!(self, b => b.message(id).await?);
         let Some((row, attempts)) = found else {
             return Ok(None);
         };
@@ -188,9 +187,7 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<MessageSummary>, StoreError> {
-        let rows = match &self.backend {
-            Backend::Sqlite(s) => s.list_messages(filter, after, limit).await?,
-        };
+        let rows = on_backend!(self, b => b.list_messages(filter, after, limit).await?);
         rows.into_iter().map(SummaryRow::into_summary).collect()
     }
 
@@ -198,9 +195,7 @@ impl Store {
     ///
     /// Cost: one index range over the campaign's messages (~0.1 s for a million).
     pub async fn campaign(&self, id: &str) -> Result<Option<CampaignRecord>, StoreError> {
-        let found = match &self.backend {
-            Backend::Sqlite(s) => s.campaign(id).await?,
-        };
+        let found = on_backend!(self, b => b.campaign(id).await?);
         let Some((row, state_counts)) = found else {
             return Ok(None);
         };
@@ -231,9 +226,7 @@ impl Store {
         after: Option<&str>,
         limit: u32,
     ) -> Result<Vec<ExportRow>, StoreError> {
-        let rows = match &self.backend {
-            Backend::Sqlite(s) => s.export(id, after, limit).await?,
-        };
+        let rows = on_backend!(self, b => b.export(id, after, limit).await?);
         rows.into_iter()
             .map(|r| {
                 Ok(ExportRow {
@@ -255,14 +248,7 @@ impl Store {
     /// per million queued messages, so the metrics layer should refresh it every few seconds
     /// at most rather than per scrape of a busy system.
     pub async fn queue_depth(&self, now_ms: i64) -> Result<QueueDepth, StoreError> {
-        let (due, pending, sending): (i64, i64, i64) = match &self.backend {
-            Backend::Sqlite(s) => {
-                sqlx::query_as(QUEUE_DEPTH)
-                    .bind(now_ms)
-                    .fetch_one(s.pool())
-                    .await?
-            }
-        };
+        let (due, pending, sending) = on_backend!(self, b => b.queue_depth(now_ms).await?);
         let n = |v: i64| u64::try_from(v).unwrap_or(0);
         Ok(QueueDepth {
             due: n(due),
@@ -273,14 +259,17 @@ impl Store {
 }
 
 /// A value bound to a listing's dynamic SQL.
-enum Param<'a> {
+pub(crate) enum Param<'a> {
     Text(&'a str),
     Int(i64),
 }
 
 /// The listing statement for `filter` and its parameters, numbered `$1…` in order. Only the
 /// shape of the filter goes into the SQL (at most 32 statements), never its values.
-fn list_sql<'a>(filter: &'a MessageFilter, after: Option<&'a str>) -> (String, Vec<Param<'a>>) {
+pub(crate) fn list_sql<'a>(
+    filter: &'a MessageFilter,
+    after: Option<&'a str>,
+) -> (String, Vec<Param<'a>>) {
     let mut terms = Vec::new();
     let mut params = Vec::new();
     let mut push = |column: &str, op: &str, param: Param<'a>| {
@@ -311,7 +300,30 @@ fn list_sql<'a>(filter: &'a MessageFilter, after: Option<&'a str>) -> (String, V
     (sql, params)
 }
 
-impl SqliteStore {
+/// What a backend does to read the outbox.
+pub(crate) trait OutboxReads {
+    async fn message(&self, id: &str) -> Result<Option<(MessageRow, Vec<AttemptRow>)>, StoreError>;
+    async fn list_messages(
+        &self,
+        filter: &MessageFilter,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<SummaryRow>, StoreError>;
+    async fn campaign(
+        &self,
+        id: &str,
+    ) -> Result<Option<(CampaignRow, Vec<(String, i64)>)>, StoreError>;
+    async fn export(
+        &self,
+        id: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ExportDbRow>, StoreError>;
+    /// (due, pending, sending).
+    async fn queue_depth(&self, now_ms: i64) -> Result<(i64, i64, i64), StoreError>;
+}
+
+portable! { impl OutboxReads {
     async fn message(&self, id: &str) -> Result<Option<(MessageRow, Vec<AttemptRow>)>, StoreError> {
         // A read transaction: the row and its log from one snapshot.
         let mut tx = self.pool().begin().await?;
@@ -384,7 +396,11 @@ impl SqliteStore {
         };
         Ok(query.fetch_all(self.pool()).await?)
     }
-}
 
-#[cfg(test)]
-mod tests;
+    async fn queue_depth(&self, now_ms: i64) -> Result<(i64, i64, i64), StoreError> {
+        Ok(sqlx::query_as(QUEUE_DEPTH)
+            .bind(now_ms)
+            .fetch_one(self.pool())
+            .await?)
+    }
+}}

@@ -1,25 +1,23 @@
-//! Tests of finishing: each transition, fencing, the delivery log, batches, the plan.
+//! Finishing: each transition, fencing by the lease token, the delivery log, batches, late
+//! finishes and in-flight messages of a cancelled campaign.
 
-use super::super::testkit::*;
-use super::super::*;
-use crate::store::Store;
-use crate::store::testutil::TempDb;
+use super::testkit::*;
+use super::{TestDb, contract};
+use crate::store::{AttemptOutcome, Claimed, Finish, MessageState, Next, StateCounts, Store};
 
-/// A store with one message `m`, claimed by `w1` at T0.
-async fn claimed_one(tag: &str) -> (TempDb, Store, Claimed) {
-    let db = TempDb::new(tag);
-    let store = db.connect().await;
+/// One message `m` in the store, claimed by `w1` at T0.
+async fn claimed_one(store: &Store) -> Claimed {
     store
         .insert_message(&message("m", "oa", T0), T0)
         .await
         .unwrap();
     let mut got = store.claim_due("w1", T0, LEASE, 1, &[]).await.unwrap();
-    (db, store, got.remove(0))
+    got.remove(0)
 }
 
-#[tokio::test]
-async fn sent_records_msgid_and_the_attempt() {
-    let (_db, store, c) = claimed_one("outbox-finish-sent").await;
+async fn sent_records_msgid_and_the_attempt(db: TestDb) {
+    let store = &db.store;
+    let c = claimed_one(store).await;
     let done = store.finish(&[finish(&c, sent())], T0 + 100).await.unwrap();
     assert_eq!(done, [true]);
     let rec = store.get_message("m").await.unwrap().unwrap();
@@ -40,13 +38,45 @@ async fn sent_records_msgid_and_the_attempt() {
         ..finish(&c, Next::Unknown { reason: "x".into() })
     };
     assert_eq!(store.finish(&[again], T0 + 200).await.unwrap(), [false]);
-    assert_eq!(state_of(&store, "m").await, MessageState::Sent);
+    assert_eq!(state_of(store, "m").await, MessageState::Sent);
 }
 
-#[tokio::test]
-async fn failed_and_unknown_are_final_with_their_reason() {
-    let db = TempDb::new("outbox-finish-final");
-    let store = db.connect().await;
+/// Every field of an attempt comes back as it was logged, the optional ones included, and so
+/// do the texts of a finish (both travel as JSON into the batch statements), whatever they
+/// hold.
+async fn an_attempt_is_logged_field_for_field(db: TestDb) {
+    let store = &db.store;
+    let c = claimed_one(store).await;
+    let awkward = "a \"quoted\", back\\slash\nnext line\t✓ 中文";
+    let reason = format!("refused: {awkward}");
+    let mut f = finish(
+        &c,
+        Next::Failed {
+            errcode: Some(i64::from(i32::MAX) + 1),
+            reason: reason.clone(),
+        },
+    );
+    let logged = crate::store::AttemptRecord {
+        at_ms: T0 + 7,
+        instance: "gw-2".into(),
+        latency_ms: 321,
+        errcode: Some(i64::from(i32::MAX) + 1),
+        errmsg: Some(awkward.into()),
+        msgid: Some("3158823".into()),
+        outcome: AttemptOutcome::Failed,
+        detail: Some(format!("after a token refresh: {awkward}")),
+    };
+    f.attempt = Some(logged.clone());
+    assert_eq!(store.finish(&[f], T0 + 8).await.unwrap(), [true]);
+    let rec = store.get_message("m").await.unwrap().unwrap();
+    assert_eq!(rec.log.len(), 1);
+    assert_eq!((&rec.log[0].attempt, rec.log[0].fenced), (&logged, false));
+    assert_eq!(rec.summary.reason, Some(reason));
+    assert_eq!(rec.summary.errcode, Some(i64::from(i32::MAX) + 1));
+}
+
+async fn failed_and_unknown_are_final_with_their_reason(db: TestDb) {
+    let store = &db.store;
     for id in ["f", "u", "v"] {
         store
             .insert_message(&message(id, "oa", T0), T0)
@@ -101,9 +131,9 @@ async fn failed_and_unknown_are_final_with_their_reason() {
     );
 }
 
-#[tokio::test]
-async fn retry_goes_back_to_pending_until_its_time() {
-    let (_db, store, c) = claimed_one("outbox-finish-retry").await;
+async fn retry_goes_back_to_pending_until_its_time(db: TestDb) {
+    let store = &db.store;
+    let c = claimed_one(store).await;
     let retry = |c: &Claimed, count_attempt, due_at_ms| {
         finish(
             c,
@@ -155,9 +185,9 @@ async fn retry_goes_back_to_pending_until_its_time() {
     assert_eq!(rec.first_claimed_at_ms, Some(T0), "never changes");
 }
 
-#[tokio::test]
-async fn a_stale_lease_changes_nothing_but_its_attempt_is_logged() {
-    let (_db, store, old) = claimed_one("outbox-fencing").await;
+async fn a_stale_lease_changes_nothing_but_its_attempt_is_logged(db: TestDb) {
+    let store = &db.store;
+    let old = claimed_one(store).await;
     // w1 stalls past its lease; w2 takes the message over.
     let new = store
         .claim_due("w2", T0 + LEASE, LEASE, 1, &[])
@@ -206,9 +236,9 @@ async fn a_stale_lease_changes_nothing_but_its_attempt_is_logged() {
     assert_eq!(fenced, [true, false, true]);
 }
 
-#[tokio::test]
-async fn a_lease_named_twice_in_a_batch_applies_once() {
-    let (_db, store, c) = claimed_one("outbox-finish-twice").await;
+async fn a_lease_named_twice_in_a_batch_applies_once(db: TestDb) {
+    let store = &db.store;
+    let c = claimed_one(store).await;
     let unknown = Next::Unknown { reason: "x".into() };
     let batch = [finish(&c, sent()), finish(&c, unknown)];
     assert_eq!(store.finish(&batch, T0 + 1).await.unwrap(), [true, false]);
@@ -219,45 +249,19 @@ async fn a_lease_named_twice_in_a_batch_applies_once() {
     assert_eq!(fenced, [false, true]);
 }
 
-/// Each batch statement must find its messages through the primary key, driven by the
-/// JSON rows, never scan the table.
-#[tokio::test]
-async fn batch_updates_look_messages_up_by_id() {
-    let db = TempDb::new("outbox-finish-plan");
-    let store = db.connect().await;
-    for sql in super::KINDS {
-        let explain = format!("EXPLAIN QUERY PLAN {sql}");
-        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(explain))
-            .bind("[]")
-            .bind(T0)
-            .fetch_all(crate::store::testutil::pool(&store))
-            .await
-            .unwrap();
-        let text: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
-        let text = text.join("\n");
-        assert!(
-            text.contains("SEARCH messages USING INDEX sqlite_autoindex_messages_1 (id=?)"),
-            "{sql}\n{text}"
-        );
-        assert!(!text.contains("SCAN messages"), "{sql}\n{text}");
-    }
-}
-
-#[tokio::test]
-async fn a_late_finish_applies_while_nobody_took_over() {
-    let (_db, store, c) = claimed_one("outbox-late-finish").await;
+async fn a_late_finish_applies_while_nobody_took_over(db: TestDb) {
+    let store = &db.store;
+    let c = claimed_one(store).await;
     let done = store
         .finish(&[finish(&c, sent())], T0 + LEASE * 2)
         .await
         .unwrap();
     assert_eq!(done, [true]);
-    assert_eq!(state_of(&store, "m").await, MessageState::Sent);
+    assert_eq!(state_of(store, "m").await, MessageState::Sent);
 }
 
-#[tokio::test]
-async fn in_flight_messages_of_a_cancelled_campaign_do_not_come_back() {
-    let db = TempDb::new("outbox-cancel-in-flight");
-    let store = db.connect().await;
+async fn in_flight_messages_of_a_cancelled_campaign_do_not_come_back(db: TestDb) {
+    let store = &db.store;
     let rows = recipients("c", 4);
     store
         .create_campaign(&campaign("c", "oa", T0), &rows, T0)
@@ -291,3 +295,14 @@ async fn in_flight_messages_of_a_cancelled_campaign_do_not_come_back() {
     );
     assert!(rec.is_done());
 }
+
+contract!(
+    sent_records_msgid_and_the_attempt,
+    an_attempt_is_logged_field_for_field,
+    failed_and_unknown_are_final_with_their_reason,
+    retry_goes_back_to_pending_until_its_time,
+    a_stale_lease_changes_nothing_but_its_attempt_is_logged,
+    a_lease_named_twice_in_a_batch_applies_once,
+    a_late_finish_applies_while_nobody_took_over,
+    in_flight_messages_of_a_cancelled_campaign_do_not_come_back,
+);

@@ -1,9 +1,7 @@
 //! Builders and raw reads shared by the outbox tests.
 
-use crate::store::Store;
-use crate::store::testutil::pool;
-
-use super::*;
+use crate::store::outbox::*;
+use crate::store::{Store, new_ids};
 
 /// The virtual "now" the tests start from (2026-01-01T00:00Z, in ms).
 pub const T0: i64 = 1_767_225_600_000;
@@ -69,14 +67,6 @@ pub fn counts_pending(n: u64) -> StateCounts {
         pending: n,
         ..StateCounts::default()
     }
-}
-
-pub async fn count_rows(store: &Store, table: &str) -> i64 {
-    let sql = format!("SELECT COUNT(*) FROM {table}");
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .fetch_one(pool(store))
-        .await
-        .unwrap()
 }
 
 /// The message's state, read raw.

@@ -1,16 +1,20 @@
 //! The SQLite backend: the embedded default, one file (`wxgate.db`) on one host.
 //!
-//! SQLite mode is single-instance by design: several wxgate processes must not share the file.
-//! The statements live beside their callers (`apps.rs`, `keys.rs`, `outbox/`) as `impl
-//! SqliteStore` blocks.
+//! SQLite mode is single-instance by design: several wxgate processes must not share the file
+//! (changes are announced in process only). Its own SQL (the queue: bulk insert, claims,
+//! batched finishes) is in `queue.rs`; the portable SQL lives beside each concern's trait.
+
+mod queue;
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+use tokio::sync::broadcast;
 
 use super::StoreError;
+use super::changes::{CAPACITY, Change};
 
 /// How long a statement waits for another connection's write lock before `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -19,10 +23,18 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// because a big campaign raises it for its transaction and sets this back afterwards.
 pub(super) const SQLITE_CACHE_SIZE: i64 = -2000;
 
+/// `BEGIN` for transactions that write: take the write lock now, not at the first write. A
+/// deferred `BEGIN` that upgrades from reading to writing fails at once with SQLITE_BUSY when
+/// another connection (or process) holds the lock; `busy_timeout` does not apply to it.
+const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
+
 /// A pool of SQLite connections with migrations applied.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// Changes made through this store, for this process's listeners. No receiver is kept
+    /// here, so sending never blocks or fills up; it lives as long as the store's clones.
+    changes: broadcast::Sender<Change>,
 }
 
 impl SqliteStore {
@@ -65,11 +77,32 @@ impl SqliteStore {
             .map_err(|e| {
                 StoreError::Database(format!("cannot migrate SQLite database {name}: {e}"))
             })?;
-        Ok(SqliteStore { pool })
+        let (changes, _) = broadcast::channel(CAPACITY);
+        Ok(SqliteStore { pool, changes })
     }
 
     /// The connection pool, for statements outside the store's methods (health checks, tests).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    /// A transaction that holds the write lock from its first statement.
+    pub(crate) async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        Ok(self.pool.begin_with(BEGIN_WRITE).await?)
+    }
+
+    pub(super) fn changes(&self) -> &broadcast::Sender<Change> {
+        &self.changes
+    }
+
+    /// One process: the change goes straight to this process's listeners.
+    pub(super) async fn announce(&self, change: Change) {
+        // Err only while nobody listens; nobody to tell then.
+        let _ = self.changes.send(change);
+    }
 }
+
+#[cfg(test)]
+mod perf;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,305 @@
+//! The delivery queue in SQLite's SQL: rows go in and out as one JSON value per statement
+//! (`json_each`), claims pick rows by `rowid`, and big campaigns get a bigger page cache.
+//!
+//! One JSON value per statement rather than placeholders per row: sqlx looks every placeholder
+//! up by name, and SQLite's lookup walks the whole list, so a statement with n placeholders
+//! costs O(n²) to bind (with 500 rows, 1,506 placeholders, a quarter of the insert time).
+//! Statements are what costs in SQLite mode (each one is a round trip to the connection's
+//! thread), and the batch shapes stay fixed, so every statement is prepared once.
+
+use sqlx::{AssertSqlSafe, Connection, SqliteConnection};
+
+use super::{BEGIN_WRITE, SQLITE_CACHE_SIZE, SqliteStore};
+use crate::store::StoreError;
+use crate::store::outbox::{
+    Applied, AttemptRow, CampaignMessage, ClaimArgs, ClaimRow, FinishRow, INSERT_CAMPAIGN, KINDS,
+    Lease, NewCampaign, OutboxQueue, attempt_rows, bind_campaign, conflict,
+};
+
+/// `active(app)`: the apps that have pending or sending messages, found with one index seek
+/// each (a "loose index scan" over `messages_due`), ending with a NULL row.
+macro_rules! active_apps {
+    () => {
+        "WITH RECURSIVE active(app) AS ( \
+             SELECT MIN(app) FROM messages WHERE state IN ('pending', 'sending') \
+             UNION ALL \
+             SELECT (SELECT MIN(m.app) FROM messages m \
+                     WHERE m.state IN ('pending', 'sending') AND m.app > active.app) \
+             FROM active WHERE active.app IS NOT NULL) "
+    };
+}
+
+/// Moves up to `$6` rows that are due (pending and due, or sending with an expired lease: for a
+/// sending row `due_at_ms` is the lease end) into `sending` under a new lease, oldest due
+/// first, at most `$7` per app, skipping the apps in the JSON array `$5`. `SET` expressions
+/// read the row as it was before the update, so `claims + 1` is the new claim number and
+/// `state = 'sending'` tells a takeover of an expired lease.
+///
+/// `m.rowid IN (correlated subquery … LIMIT)` is SQLite's spelling of a LATERAL join: for each
+/// active app, its earliest due rows, read from the index alone.
+pub(super) const CLAIM: &str = concat!(
+    active_apps!(),
+    "UPDATE messages SET \
+         state = 'sending', \
+         claims = claims + 1, \
+         lease_owner = $1, \
+         lease_token = (claims + 1) || '.' || $2, \
+         lease_until_ms = $3, \
+         due_at_ms = $3, \
+         first_claimed_at_ms = COALESCE(first_claimed_at_ms, $4), \
+         takeover_claim = CASE WHEN state = 'sending' THEN claims + 1 ELSE takeover_claim END, \
+         updated_at_ms = $4 \
+     WHERE rowid IN ( \
+         SELECT m.rowid FROM active a JOIN messages m ON m.rowid IN ( \
+             SELECT d.rowid FROM messages d \
+             WHERE d.state IN ('pending', 'sending') AND d.app = a.app AND d.due_at_ms <= $4 \
+             ORDER BY d.due_at_ms LIMIT $7) \
+         WHERE a.app IS NOT NULL AND a.app NOT IN (SELECT value FROM json_each($5)) \
+         ORDER BY m.due_at_ms LIMIT $6) \
+     RETURNING id, app, kind, campaign_id, recipient, template, body, attempts, claims, \
+         first_claimed_at_ms, created_at_ms, lease_token, lease_until_ms, takeover_claim"
+);
+
+/// The earliest time anything of the apps not skipped (`$1`) becomes claimable, a lease end
+/// included: one index seek per active app.
+pub(super) const NEXT_DUE: &str = concat!(
+    active_apps!(),
+    "SELECT MIN((SELECT MIN(d.due_at_ms) FROM messages d \
+                 WHERE d.state IN ('pending', 'sending') AND d.app = a.app)) \
+     FROM active a \
+     WHERE a.app IS NOT NULL AND a.app NOT IN (SELECT value FROM json_each($1))"
+);
+
+/// Extends the leases in `$1` (a JSON array of `{"id","token"}`) still held by `$2` to `$3`,
+/// returning those it extended.
+const EXTEND_LEASES: &str = "UPDATE messages SET lease_until_ms = $3, due_at_ms = $3 \
+     FROM json_each($1) AS l \
+     WHERE messages.id = l.value ->> 'id' AND messages.lease_token = l.value ->> 'token' \
+     AND messages.lease_owner = $2 AND messages.state = 'sending' \
+     RETURNING messages.id, messages.lease_token";
+
+/// Inserts one chunk of a campaign's messages: `$1` is a JSON array of `[id, recipient, body]`,
+/// `$2`–`$7` are shared by every row (app, kind, campaign, template, due, now).
+const INSERT_CAMPAIGN_ROWS: &str = "INSERT INTO messages (id, app, kind, campaign_id, recipient, \
+     template, body, state, due_at_ms, created_at_ms, updated_at_ms) \
+     SELECT r.value ->> 0, $2, $3, $4, r.value ->> 1, $5, r.value ->> 2, 'pending', $6, $7, $7 \
+     FROM json_each($1) AS r";
+
+/// Rows per INSERT: big enough that the statements' round trips do not matter (1,000 per
+/// million rows), small enough to keep each JSON value around 200 KB.
+const CAMPAIGN_CHUNK: usize = 1000;
+
+/// From this many recipients on, the campaign's transaction gets a bigger page cache…
+const BIG_CAMPAIGN: usize = 10_000;
+
+/// …of this many KiB (memory is taken only as pages are touched).
+const CAMPAIGN_CACHE_KIB: i64 = 64 * 1024;
+
+/// One statement per kind of finish: applies `SET …` to every message of the batch `$1` (a
+/// JSON array of `FinishRow`) whose lease is still the caller's, and returns the leases it
+/// applied. `$2` is "now". `SET` reads the row as it was before the update.
+macro_rules! fenced_batch_update {
+    ($($set:tt)+) => {
+        concat!(
+            "UPDATE messages SET ",
+            $($set)+,
+            ", lease_until_ms = NULL FROM json_each($1) AS f \
+             WHERE messages.id = f.value ->> 'id' AND messages.lease_token = f.value ->> 'token' \
+             AND messages.state = 'sending' \
+             RETURNING messages.id, messages.lease_token"
+        )
+    };
+}
+
+/// Back to pending — or to cancelled when the message's campaign was cancelled meanwhile, so a
+/// cancel also stops the messages that were in flight at the time.
+macro_rules! requeue_state {
+    () => {
+        "state = CASE WHEN EXISTS (SELECT 1 FROM campaigns c \
+         WHERE c.id = messages.campaign_id AND c.status = 'cancelled') \
+         THEN 'cancelled' ELSE 'pending' END"
+    };
+}
+
+/// The finish statements, in `KINDS` order: sent, failed, unknown, retry, release.
+pub(super) const FINISH: [&str; KINDS] = [
+    fenced_batch_update!(
+        "state = 'sent', msgid = f.value ->> 'msgid', errcode = NULL, reason = NULL, \
+         attempts = attempts + (f.value ->> 'add'), updated_at_ms = $2"
+    ),
+    fenced_batch_update!(
+        "state = 'failed', errcode = f.value ->> 'errcode', reason = f.value ->> 'reason', \
+         attempts = attempts + (f.value ->> 'add'), updated_at_ms = $2"
+    ),
+    fenced_batch_update!(
+        "state = 'unknown', errcode = NULL, reason = f.value ->> 'reason', \
+         attempts = attempts + (f.value ->> 'add'), updated_at_ms = $2"
+    ),
+    fenced_batch_update!(
+        requeue_state!(),
+        ", due_at_ms = f.value ->> 'due', attempts = attempts + (f.value ->> 'add'), \
+         errcode = f.value ->> 'errcode', reason = f.value ->> 'reason', updated_at_ms = $2"
+    ),
+    // Due at once ("now"), nothing else changed.
+    fenced_batch_update!(requeue_state!(), ", due_at_ms = $2, updated_at_ms = $2"),
+];
+
+/// Appends the batch's attempts (`$1`, a JSON array of `AttemptRow`) to the delivery log, in
+/// order. Guarded by `EXISTS` rather than left to the foreign key, so the attempt of a message
+/// that no longer exists is dropped instead of failing the batch.
+const INSERT_ATTEMPTS: &str = "INSERT INTO attempts (message_id, at_ms, instance, latency_ms, \
+     errcode, errmsg, msgid, outcome, detail, fenced) \
+     SELECT a.value ->> 'id', a.value ->> 'at_ms', a.value ->> 'instance', \
+         a.value ->> 'latency_ms', a.value ->> 'errcode', a.value ->> 'errmsg', \
+         a.value ->> 'msgid', a.value ->> 'outcome', a.value ->> 'detail', a.value ->> 'fenced' \
+     FROM json_each($1) AS a \
+     WHERE EXISTS (SELECT 1 FROM messages m WHERE m.id = a.value ->> 'id') \
+     ORDER BY a.key";
+
+/// A list of strings as a JSON array, bound once and read with `json_each` (one cached
+/// statement whatever the number of apps).
+fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    serde_json::to_string(v).expect("plain data always serializes")
+}
+
+impl OutboxQueue for SqliteStore {
+    async fn insert_campaign(
+        &self,
+        campaign: &NewCampaign,
+        recipients: &[CampaignMessage],
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool().acquire().await?;
+        if recipients.len() < BIG_CAMPAIGN {
+            return insert_campaign(&mut conn, campaign, recipients, now).await;
+        }
+        // The recipient index takes a big campaign's rows in random order; with SQLite's usual
+        // page cache (SQLITE_CACHE_SIZE) its pages spill to the WAL and are read back at every
+        // insert. A bigger cache for this one transaction halves a million-row insert. Set back
+        // afterwards: kept big, it slows every later commit (SQLite walks its page-cache hash
+        // when a transaction ends), ~10% on claim + finish. Should this future be dropped
+        // half-way, the next big campaign sets it back.
+        let sql = format!("PRAGMA cache_size = -{CAMPAIGN_CACHE_KIB}");
+        sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await?;
+        let result = insert_campaign(&mut conn, campaign, recipients, now).await;
+        let sql = format!("PRAGMA cache_size = {SQLITE_CACHE_SIZE}");
+        let restored = sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await;
+        let created = result?;
+        restored?;
+        Ok(created)
+    }
+
+    async fn claim(&self, c: &ClaimArgs<'_>) -> Result<Vec<ClaimRow>, StoreError> {
+        let rows = sqlx::query_as(CLAIM)
+            .bind(c.owner)
+            .bind(c.nonce)
+            .bind(c.until)
+            .bind(c.now)
+            .bind(json(c.skip_apps))
+            .bind(i64::from(c.limit))
+            .bind(i64::from(c.per_app))
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows)
+    }
+
+    async fn next_due(&self, skip_apps: &[String]) -> Result<Option<i64>, StoreError> {
+        let next = sqlx::query_scalar(NEXT_DUE)
+            .bind(json(skip_apps))
+            .fetch_one(self.pool())
+            .await?;
+        Ok(next)
+    }
+
+    async fn extend_leases(
+        &self,
+        owner: &str,
+        leases: &[Lease],
+        until: i64,
+    ) -> Result<Vec<bool>, StoreError> {
+        let rows: Vec<serde_json::Value> = leases
+            .iter()
+            .map(|l| serde_json::json!({"id": l.id, "token": l.token}))
+            .collect();
+        let done: Vec<(String, String)> = sqlx::query_as(EXTEND_LEASES)
+            .bind(json(&rows))
+            .bind(owner)
+            .bind(until)
+            .fetch_all(self.pool())
+            .await?;
+        let extended: Applied = done.into_iter().collect();
+        Ok(leases
+            .iter()
+            .map(|l| extended.contains(&(l.id.clone(), l.token.clone())))
+            .collect())
+    }
+
+    async fn finish_batch(
+        &self,
+        groups: &[Vec<FinishRow<'_>>; KINDS],
+        batch: &[crate::store::Finish],
+        now: i64,
+    ) -> Result<Applied, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut applied = Applied::with_capacity(batch.len());
+        for (sql, rows) in FINISH.iter().zip(groups) {
+            if rows.is_empty() {
+                continue;
+            }
+            let done: Vec<(String, String)> = sqlx::query_as(*sql)
+                .bind(json(rows))
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
+            applied.extend(done);
+        }
+        let attempts: Vec<AttemptRow<'_>> = attempt_rows(batch, &applied);
+        if !attempts.is_empty() {
+            sqlx::query(INSERT_ATTEMPTS)
+                .bind(json(&attempts))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(applied)
+    }
+}
+
+/// The campaign and its messages, in one transaction on `conn`; `false` (nothing stored) when
+/// the app already has a campaign under its idempotency key.
+async fn insert_campaign(
+    conn: &mut SqliteConnection,
+    campaign: &NewCampaign,
+    recipients: &[CampaignMessage],
+    now: i64,
+) -> Result<bool, StoreError> {
+    let total = i64::try_from(recipients.len()).unwrap_or(i64::MAX);
+    // Dropped without commit on any error or a duplicate key: nothing is left behind.
+    let mut tx = conn.begin_with(BEGIN_WRITE).await?;
+    let done = bind_campaign!(sqlx::query(INSERT_CAMPAIGN), campaign, total, now)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict)?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    for chunk in recipients.chunks(CAMPAIGN_CHUNK) {
+        let rows: Vec<(&str, &str, &str)> = chunk
+            .iter()
+            .map(|r| (r.id.as_str(), r.recipient.as_str(), r.body.as_str()))
+            .collect();
+        sqlx::query(INSERT_CAMPAIGN_ROWS)
+            .bind(json(&rows))
+            .bind(&campaign.app)
+            .bind(campaign.kind.as_str())
+            .bind(&campaign.id)
+            .bind(&campaign.template)
+            .bind(campaign.due_at_ms)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict)?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
