@@ -30,7 +30,11 @@ pub enum Command {
     /// Run the WeChat simulator (the same as the `wxsim` binary).
     Sim(wxsim::SimArgs),
     /// Print the merged configuration with secrets redacted, or say what is wrong with it.
-    CheckConfig,
+    CheckConfig {
+        /// Also connect to the database and Redis the config names, and say which refuses.
+        #[arg(long)]
+        connect: bool,
+    },
     /// Print a new random master key (64 hex characters) for WXGATE_MASTER_KEY.
     GenKey,
     /// Campaigns against a running wxgate server.

@@ -32,7 +32,7 @@ fn run() -> anyhow::Result<ExitCode> {
             runtime()?.block_on(wxsim::run(args))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::CheckConfig | Command::Serve { .. } => {
+        Command::CheckConfig { .. } | Command::Serve { .. } => {
             let cfg = match config::load(cli.config.as_deref()) {
                 Ok(cfg) => cfg,
                 Err(e) => {
@@ -41,8 +41,11 @@ fn run() -> anyhow::Result<ExitCode> {
                 }
             };
             telemetry::init(cfg.log_format);
-            if let Command::CheckConfig = cli.command {
+            if let Command::CheckConfig { connect } = cli.command {
                 println!("{}", serde_json::to_string_pretty(&cfg.redacted())?);
+                if connect {
+                    return runtime()?.block_on(wxgate::startup::check_servers(&cfg));
+                }
                 return Ok(ExitCode::SUCCESS);
             }
             let Command::Serve { demo } = cli.command else {

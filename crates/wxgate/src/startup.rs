@@ -80,13 +80,45 @@ async fn connect_redis(url: &str, prefix: &str) -> anyhow::Result<RedisCoord> {
     match RedisCoord::connect(url, prefix).await {
         Ok(c) => Ok(c),
         Err(CoordError::Unavailable(why)) => {
-            tracing::warn!(%why, "redis unreachable at start: starting degraded; the fleet is joined when it answers");
+            tracing::warn!(%why, key = "WXGATE_REDIS_URL", "redis unreachable at start: starting degraded; the fleet is joined when it answers");
             RedisCoord::connect_lazily(url, prefix)
                 .await
                 .context("connecting to Redis (WXGATE_REDIS_URL)")
         }
         Err(e) => Err(e).context("connecting to Redis (WXGATE_REDIS_URL)"),
     }
+}
+
+/// `check-config --connect`: connects to the database and Redis `cfg` names and reports each
+/// on stderr by its key; exit code 3 when one refuses. Never prints a URL (it may hold a
+/// password).
+pub async fn check_servers(cfg: &Config) -> anyhow::Result<std::process::ExitCode> {
+    let mut ok = true;
+    match Store::check(&cfg.database_url, &cfg.store_options()).await {
+        Ok(()) => eprintln!("database_url (WXGATE_DATABASE_URL): ok"),
+        Err(e) => {
+            ok = false;
+            eprintln!("database_url (WXGATE_DATABASE_URL): {e}");
+        }
+    }
+    if let Some(url) = &cfg.redis_url {
+        let answered = match RedisCoord::connect(url.expose_secret(), &cfg.redis_prefix).await {
+            Ok(c) => c.ping().await,
+            Err(e) => Err(e),
+        };
+        match answered {
+            Ok(()) => eprintln!("redis_url (WXGATE_REDIS_URL): ok"),
+            Err(e) => {
+                ok = false;
+                eprintln!("redis_url (WXGATE_REDIS_URL): {e}");
+            }
+        }
+    }
+    Ok(if ok {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(3)
+    })
 }
 
 /// Start a gateway for `cfg` reading time from `clock`.

@@ -139,6 +139,18 @@ impl Store {
         Ok(Store { backend })
     }
 
+    /// Whether the database `database_url` names can be opened, without migrating anything
+    /// (`check-config --connect`): PostgreSQL is asked for one connection; an SQLite file is
+    /// created by `serve`, so only its URL is checked.
+    pub async fn check(database_url: &str, options: &StoreOptions) -> Result<(), StoreError> {
+        let url = database_url.trim();
+        let lower = url.to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            return postgres::check(url, options).await;
+        }
+        Ok(())
+    }
+
     /// The backend, for code that needs database-specific access (e.g. tests).
     pub fn backend(&self) -> &Backend {
         &self.backend

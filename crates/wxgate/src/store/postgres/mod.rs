@@ -13,7 +13,8 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::Connection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::{broadcast, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -36,38 +37,14 @@ pub struct PgStore {
 
 impl PgStore {
     pub(super) async fn connect(url: &str, options: &StoreOptions) -> Result<PgStore, StoreError> {
-        let connect = PgConnectOptions::from_str(url)
-            .map_err(|e| {
-                StoreError::Unsupported(format!(
-                    "invalid PostgreSQL URL ({e}); expected \
-                     postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
-                ))
-            })?
-            .application_name("wxgate")
-            .options([(
-                "statement_timeout",
-                format!("{}ms", options.statement_timeout.as_millis()),
-            )]);
-        // Where, for messages: never the URL or the password.
-        let name = format!(
-            "{}:{}/{}",
-            connect.get_host(),
-            connect.get_port(),
-            connect.get_database().unwrap_or("")
-        );
+        let (connect, name) = connect_options(url, options)?;
+        probe(&connect, &name, options.acquire_timeout).await?;
         let pool = PgPoolOptions::new()
             .max_connections(options.pool_size)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await
-            .map_err(|e| match StoreError::from(e) {
-                StoreError::Unavailable(why) | StoreError::Database(why) => {
-                    StoreError::Unavailable(format!(
-                        "cannot connect to PostgreSQL at {name}: {why}"
-                    ))
-                }
-                other => other,
-            })?;
+            .map_err(|e| unreachable(&name, e))?;
         sqlx::migrate!("./migrations/postgres")
             .run(&pool)
             .await
@@ -130,3 +107,60 @@ impl PgStore {
 mod perf;
 #[cfg(test)]
 mod tests;
+
+/// The connect options for `url` with wxgate's session settings, and where it points for
+/// messages (host:port/database: never the URL, which may hold a password).
+fn connect_options(
+    url: &str,
+    options: &StoreOptions,
+) -> Result<(PgConnectOptions, String), StoreError> {
+    let connect = PgConnectOptions::from_str(url)
+        .map_err(|e| {
+            StoreError::Unsupported(format!(
+                "invalid PostgreSQL URL ({e}); expected \
+                 postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE"
+            ))
+        })?
+        .application_name("wxgate")
+        .options([(
+            "statement_timeout",
+            format!("{}ms", options.statement_timeout.as_millis()),
+        )]);
+    let name = format!(
+        "{}:{}/{}",
+        connect.get_host(),
+        connect.get_port(),
+        connect.get_database().unwrap_or("")
+    );
+    Ok((connect, name))
+}
+
+fn unreachable(name: &str, e: sqlx::Error) -> StoreError {
+    match StoreError::from(e) {
+        StoreError::Unavailable(why) | StoreError::Database(why) => {
+            StoreError::Unavailable(format!("cannot connect to PostgreSQL at {name}: {why}"))
+        }
+        other => other,
+    }
+}
+
+/// One direct connection, closed again. The pool retries until its timeout and then reports
+/// only "pool timed out", where an operator needs "connection refused" or "role does not exist".
+async fn probe(connect: &PgConnectOptions, name: &str, wait: Duration) -> Result<(), StoreError> {
+    let conn = tokio::time::timeout(wait, PgConnection::connect_with(connect))
+        .await
+        .map_err(|_| {
+            StoreError::Unavailable(format!(
+                "cannot connect to PostgreSQL at {name}: no answer within {wait:?}"
+            ))
+        })?
+        .map_err(|e| unreachable(name, e))?;
+    let _ = conn.close().await;
+    Ok(())
+}
+
+/// Whether `url` names a PostgreSQL server that accepts wxgate's login (`check-config --connect`).
+pub(super) async fn check(url: &str, options: &StoreOptions) -> Result<(), StoreError> {
+    let (connect, name) = connect_options(url, options)?;
+    probe(&connect, &name, options.acquire_timeout).await
+}
