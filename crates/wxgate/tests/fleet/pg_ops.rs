@@ -242,7 +242,12 @@ async fn a_message_accepted_by_an_api_instance_is_sent_at_once_by_a_worker_insta
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     waits.sort_unstable();
-    // Idle workers poll once a second; woken by the store's notification they start at once.
+    // Idle workers poll once a second; woken by the store's notification they start at once
+    // (seen: 9-14 ms). The median is the 50 ms; the slowest may meet a busy machine.
+    assert!(
+        waits[4] < 50,
+        "half the messages waited over 50 ms for an idle fleet: {waits:?}"
+    );
     assert!(
         waits[9] < 300,
         "a message waited {} ms for an idle fleet (all: {waits:?})",
