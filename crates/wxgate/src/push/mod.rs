@@ -16,6 +16,9 @@
 
 mod dispatch;
 mod finish;
+
+/// Send results waiting for the finisher: two of its batches.
+const FINISH_QUEUE: usize = 1024;
 mod fleet_sync;
 mod gate;
 mod leases;
@@ -177,8 +180,9 @@ impl Pusher {
     /// recorded first (the finisher drains its channel).
     pub fn spawn(&self, stop: CancellationToken) -> JoinHandle<()> {
         let inner = self.inner.clone();
-        // Results of sends → the finisher. Bounded so a slow store slows the senders.
-        let (tx, rx) = mpsc::channel::<Finish>(4096);
+        // Results of sends → the finisher. Bounded so a slow store slows the senders, and
+        // small (two batches) because a result waiting here is a send a crash would repeat.
+        let (tx, rx) = mpsc::channel::<Finish>(FINISH_QUEUE);
         let finisher = tokio::spawn(finish::run(inner.clone(), rx, stop.clone()));
         tokio::spawn(leases::keep(inner.clone(), stop.clone()));
         if let (Some(coord), Some(events)) = (inner.coord.clone(), inner.tokens.fleet_events()) {
