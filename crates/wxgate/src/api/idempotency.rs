@@ -12,11 +12,19 @@ use crate::store::Idempotency;
 const MAX_KEY_LEN: usize = 255;
 
 /// The request's idempotency key, if it sent one, with the hash of `request`: the parts that
-/// make two requests the same (the body, and for CSV uploads the settings in the query).
+/// make two requests the same (the body).
 pub(super) fn from_headers(
     headers: &HeaderMap,
-    request: &[&[u8]],
+    request: &[u8],
 ) -> Result<Option<Idempotency>, ApiError> {
+    Ok(key(headers)?.map(|key| Idempotency {
+        key,
+        request_hash: hex::encode(Sha256::digest(request)),
+    }))
+}
+
+/// The request's idempotency key, if it sent one.
+pub(super) fn key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
@@ -27,23 +35,29 @@ pub(super) fn from_headers(
     let key = key.ok_or_else(|| {
         ApiError::invalid("Idempotency-Key: use 1 to 255 visible ASCII characters")
     })?;
-    let hash = match request {
-        // One part: its plain SHA-256, as stored for messages since keys first existed.
-        [one] => Sha256::digest(one),
-        parts => {
-            let mut hash = Sha256::new();
-            for part in parts {
-                // Length-prefixed, so moving bytes from one part to the next changes the hash.
-                hash.update((part.len() as u64).to_be_bytes());
-                hash.update(part);
-            }
-            hash.finalize()
-        }
-    };
-    Ok(Some(Idempotency {
-        key: key.to_string(),
-        request_hash: hex::encode(hash),
-    }))
+    Ok(Some(key.to_string()))
+}
+
+/// The hash of a campaign request, taken as its body streams by: the settings that are not
+/// in the body (a CSV upload's query, one `name=value` line per pair, sorted), length-prefixed
+/// so that no bytes can move between them and the body, then the body.
+pub(super) struct RequestHash(Sha256);
+
+impl RequestHash {
+    pub fn new(settings: &[u8]) -> Self {
+        let mut hash = Sha256::new();
+        hash.update((settings.len() as u64).to_be_bytes());
+        hash.update(settings);
+        RequestHash(hash)
+    }
+
+    pub fn update(&mut self, body: &[u8]) {
+        self.0.update(body);
+    }
+
+    pub fn finish(self) -> String {
+        hex::encode(self.0.finalize())
+    }
 }
 
 /// 409 for a key already used with another request.

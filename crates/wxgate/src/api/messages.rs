@@ -62,7 +62,7 @@ pub async fn create(
     let now = s.tokens.clock().now_ms();
     let due_at_ms = due_at(req.send_at.as_deref(), now)?;
     let prepared = message::prepare(&app, req)?;
-    let idempotency = idempotency::from_headers(&headers, &[&body])?;
+    let idempotency = idempotency::from_headers(&headers, &body)?;
     let id = new_id("msg_", now);
     let new = NewMessage {
         id: id.clone(),

@@ -93,6 +93,22 @@ impl Errors {
         }
     }
 
+    /// Takes over the problems `other` collected (still capped).
+    pub fn absorb(&mut self, other: Errors) {
+        self.absorb_validation(ValidationError {
+            errors: other.list,
+            more: other.more,
+        });
+    }
+
+    /// Takes over the problems of `e` (still capped).
+    pub fn absorb_validation(&mut self, e: ValidationError) {
+        for f in e.errors {
+            self.add(|| f.field, f.rule, || f.message);
+        }
+        self.more += e.more;
+    }
+
     /// Shorthand for a fixed field path.
     pub fn at(&mut self, field: &str, rule: &'static str, message: impl FnOnce() -> String) {
         self.add(|| field.to_owned(), rule, message);

@@ -12,7 +12,9 @@
 //!   `client_msg_id`, which the sender sets with [`with_client_msg_id`] once per message and
 //!   reuses on every retry. WeCom bodies carry `enable_duplicate_check` (see
 //!   [`WECOM_DUPLICATE_CHECK_INTERVAL_SECS`]). Together: a retry is never delivered twice.
-//! - A campaign never holds one recipient twice: later duplicates are dropped and counted.
+//! - Campaigns are checked recipient by recipient as they arrive ([`CampaignBuilder`]), from
+//!   JSON, CSV ([`CsvRecipients`]) or NDJSON ([`NdjsonRecipients`]); a recipient listed twice
+//!   is dropped (and counted) by the store.
 
 mod audience;
 mod body;
@@ -21,6 +23,7 @@ mod csv;
 mod data;
 mod error;
 mod keywords;
+mod ndjson;
 mod recipients;
 mod request;
 mod text;
@@ -39,12 +42,13 @@ use crate::config::AppKind;
 use content::Shared;
 use error::{Errors, with_line};
 
-pub use self::csv::parse_csv;
+pub use self::csv::{CsvRecipients, parse_csv};
 pub use audience::{ALL, MAX_PARTIES, MAX_TAGS, MAX_USERS};
 pub use body::{WECOM_DUPLICATE_CHECK_INTERVAL_SECS, with_client_msg_id};
 pub use data::MAX_KEYWORDS;
 pub use error::{FieldError, MAX_ERRORS, ValidationError};
 pub use keywords::LEGACY_MAX_CHARS;
+pub use ndjson::NdjsonRecipients;
 pub use request::{
     CampaignRequest, Content, Data, Ids, Lang, MessageRequest, MiniProgramLink, MiniProgramState,
     Recipient, WecomMsgType,
@@ -113,14 +117,11 @@ pub struct CampaignSpec {
     pub template: String,
 }
 
-/// A checked campaign: one message per distinct recipient, in request order.
+/// A checked campaign: one message per recipient, in request order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PreparedCampaign {
     pub spec: CampaignSpec,
     pub messages: Vec<Prepared>,
-    /// Recipients dropped because an earlier one had the same `to` (WeCom userids compare
-    /// case-insensitively, as WeCom treats them).
-    pub duplicates_skipped: usize,
 }
 
 /// Checks one message for `app` and builds its WeChat body.
@@ -186,33 +187,67 @@ pub fn prepare(app: &App, req: MessageRequest) -> Result<Prepared, ValidationErr
     }
 }
 
-/// Checks a campaign for `app`: the shared content once, then each distinct recipient with its
-/// `data` merged over the defaults. All or nothing: any problem refuses the whole campaign.
-pub fn prepare_campaign(
-    app: &App,
-    req: CampaignRequest,
-) -> Result<PreparedCampaign, ValidationError> {
-    let kind = req.content.kind;
-    content::check_kind(app, kind)?;
-    let mut errs = Errors::default();
-    let shared = content::check(app, req.content, &mut errs);
-    let recipients = req.recipients;
-    if recipients.is_empty() {
-        errs.at("recipients", "required", || {
-            "a campaign needs at least one recipient".into()
-        });
+/// A campaign being checked as its recipients arrive, in bounded memory: the shared content
+/// once (at [`CampaignBuilder::new`]), then each recipient with its `data` merged over the
+/// defaults ([`CampaignBuilder::push`]). All or nothing: problems are collected (capped at
+/// [`MAX_ERRORS`], the rest counted) and [`CampaignBuilder::finish`] refuses the campaign if
+/// there was any. Recipients listed twice are not looked for here: the store drops them.
+pub struct CampaignBuilder {
+    kind: MessageType,
+    shared: Shared,
+    template: String,
+    errs: Errors,
+    /// Recipients pushed so far; the next one's index in `recipients[…]` paths.
+    seen: usize,
+}
+
+impl CampaignBuilder {
+    /// Checks the campaign's shared content for `app`. A type the app cannot send refuses the
+    /// campaign at once; other problems are kept and reported by `finish`, with the
+    /// recipients'.
+    pub fn new(app: &App, content: request::Content) -> Result<Self, ValidationError> {
+        let kind = content.kind;
+        content::check_kind(app, kind)?;
+        let mut errs = Errors::default();
+        let shared = content::check(app, content, &mut errs);
+        let template = shared.template().to_owned();
+        Ok(CampaignBuilder {
+            kind,
+            shared,
+            template,
+            errs,
+            seen: 0,
+        })
     }
-    let (keep, duplicates_skipped) = recipients::first_occurrences(&recipients, kind);
-    let mut messages = Vec::with_capacity(recipients.len() - duplicates_skipped);
-    let template = shared.template().to_owned();
-    for ((i, mut r), keep) in recipients.into_iter().enumerate().zip(keep) {
-        if !keep {
-            continue;
+
+    pub fn spec(&self) -> CampaignSpec {
+        CampaignSpec {
+            kind: self.kind,
+            template: self.template.clone(),
         }
+    }
+
+    /// Whether no problem was found so far (once one is, bodies are no longer built).
+    pub fn is_ok(&self) -> bool {
+        self.errs.is_empty()
+    }
+
+    /// Where the upload's own problems go (a ragged CSV row, a broken NDJSON line), for
+    /// [`CsvRecipients::next`] and [`NdjsonRecipients::next`].
+    pub(crate) fn errors(&mut self) -> &mut Errors {
+        &mut self.errs
+    }
+
+    /// Checks the next recipient; its message, unless a problem was found (in it or before).
+    pub fn push(&mut self, mut r: Recipient) -> Option<Prepared> {
+        let i = self.seen;
+        self.seen += 1;
+        let kind = self.kind;
+        let errs = &mut self.errs;
         let path = |what: &str| format!("recipients[{i}].{what}");
-        let body = match &shared {
+        let body = match &self.shared {
             Shared::Keywords(k) => {
-                recipients::check_openid(&r.to, kind, &mut errs, r.line, || path("to"));
+                recipients::check_openid(&r.to, kind, errs, r.line, || path("to"));
                 if k.defaults.is_empty() && r.data.is_empty() {
                     errs.add(
                         || path("data"),
@@ -226,20 +261,15 @@ pub fn prepare_campaign(
                     );
                 }
                 let line = r.line;
-                content::check_keywords(
-                    k.platform,
-                    &mut r.data,
-                    k.truncate,
-                    &mut errs,
-                    line,
-                    || path("data"),
-                );
+                content::check_keywords(k.platform, &mut r.data, k.truncate, errs, line, || {
+                    path("data")
+                });
                 errs.is_empty().then(|| {
                     body::keyword_message(&r.to, &k.template_id, &k.extra, &k.defaults, &r.data)
                 })
             }
             Shared::Wecom(w) => {
-                recipients::check_userid(&r.to, &mut errs, r.line, || path("to"));
+                recipients::check_userid(&r.to, errs, r.line, || path("to"));
                 if !r.data.is_empty() {
                     errs.add(
                         || path("data"),
@@ -253,18 +283,37 @@ pub fn prepare_campaign(
                 })
             }
         };
-        if let Some(body) = body {
-            messages.push(Prepared {
-                kind,
-                to: r.to,
-                template: template.clone(),
-                body,
+        Some(Prepared {
+            kind,
+            to: r.to,
+            template: self.template.clone(),
+            body: body?,
+        })
+    }
+
+    /// How many recipients were pushed, or every problem found.
+    pub fn finish(mut self) -> Result<usize, ValidationError> {
+        if self.seen == 0 {
+            self.errs.at("recipients", "required", || {
+                "a campaign needs at least one recipient".into()
             });
         }
+        self.errs.finish(self.seen)
     }
-    errs.finish(PreparedCampaign {
-        spec: CampaignSpec { kind, template },
-        messages,
-        duplicates_skipped,
-    })
+}
+
+/// Checks a whole campaign held in memory (see [`CampaignBuilder`] for one that streams).
+pub fn prepare_campaign(
+    app: &App,
+    req: CampaignRequest,
+) -> Result<PreparedCampaign, ValidationError> {
+    let mut builder = CampaignBuilder::new(app, req.content)?;
+    let messages: Vec<Prepared> = req
+        .recipients
+        .into_iter()
+        .filter_map(|r| builder.push(r))
+        .collect();
+    let spec = builder.spec();
+    builder.finish()?;
+    Ok(PreparedCampaign { spec, messages })
 }

@@ -1,40 +1,7 @@
-//! Who a message goes to: openids (OA/MP), WeCom userids in campaigns, and a campaign's
-//! duplicate recipients.
-
-use std::borrow::Cow;
+//! Who a message goes to: openids (OA/MP) and WeCom userids in campaigns.
 
 use super::error::{Errors, with_line};
-use super::request::Recipient;
 use super::{ALL, MessageType, text};
-
-/// Which recipients are the first with their `to`, and how many are not. Sorting (key, index)
-/// pairs finds them several times faster than a hash set of a million keys, and the lowest
-/// index of each key sorts first.
-pub fn first_occurrences(recipients: &[Recipient], kind: MessageType) -> (Vec<bool>, usize) {
-    let mut order: Vec<(Cow<str>, usize)> = recipients
-        .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let key = match kind {
-                MessageType::Wecom if r.to.bytes().any(|b| b.is_ascii_uppercase()) => {
-                    Cow::Owned(r.to.to_ascii_lowercase())
-                }
-                _ => Cow::Borrowed(r.to.as_str()),
-            };
-            (key, i)
-        })
-        .collect();
-    order.sort_unstable();
-    let mut keep = vec![true; recipients.len()];
-    let mut skipped = 0;
-    for pair in order.windows(2) {
-        if pair[0].0 == pair[1].0 {
-            keep[pair[1].1] = false;
-            skipped += 1;
-        }
-    }
-    (keep, skipped)
-}
 
 pub fn check_openid(
     to: &str,

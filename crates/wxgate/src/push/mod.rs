@@ -10,6 +10,8 @@
 //!   templates), calls WeChat with no transaction open, and hands its result on;
 //! - the **finisher** (`finish.rs`) writes results in batches, one transaction each;
 //! - the **lease keeper** (`leases.rs`) renews the leases of messages still waiting;
+//! - the **upload janitor** (`uploads.rs`) deletes campaign uploads of dead processes and
+//!   releases campaigns sealed just before a crash;
 //! - in a fleet, **fleet sync** (`fleet_sync.rs`) applies pauses and template rejections
 //!   published by other instances, and the per-app limits hold the fleet's rate and
 //!   concurrency (`limits/`).
@@ -24,6 +26,7 @@ mod gate;
 mod leases;
 mod limits;
 mod send;
+mod uploads;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -185,6 +188,7 @@ impl Pusher {
         let (tx, rx) = mpsc::channel::<Finish>(FINISH_QUEUE);
         let finisher = tokio::spawn(finish::run(inner.clone(), rx, stop.clone()));
         tokio::spawn(leases::keep(inner.clone(), stop.clone()));
+        tokio::spawn(uploads::run(inner.clone(), stop.clone()));
         if let (Some(coord), Some(events)) = (inner.coord.clone(), inner.tokens.fleet_events()) {
             tokio::spawn(fleet_sync::run(inner.clone(), coord, events, stop.clone()));
         }

@@ -51,10 +51,11 @@ pub use error::StoreError;
 pub use keys::{ApiKeyRecord, AppScope};
 pub use options::StoreOptions;
 pub use outbox::{
-    AttemptOutcome, AttemptRecord, CampaignInserted, CampaignMessage, CampaignRecord,
-    CampaignStatus, Cancel, Claimed, ExistingCampaign, ExportRow, Finish, IdSeq, Idempotency,
-    Inserted, Lease, LoggedAttempt, MessageFilter, MessageKind, MessageRecord, MessageState,
-    MessageSummary, NewCampaign, NewMessage, Next, QueueDepth, StateCounts, new_id, new_ids,
+    ABANDONED_AFTER_MS, AttemptOutcome, AttemptRecord, CampaignInserted, CampaignMessage,
+    CampaignRecord, CampaignStatus, CampaignUpload, Cancel, Claimed, ExistingCampaign, ExportRow,
+    Finish, IdSeq, Idempotency, Inserted, Lease, LoggedAttempt, MessageFilter, MessageKind,
+    MessageRecord, MessageState, MessageSummary, NewCampaign, NewMessage, Next, QueueDepth,
+    StateCounts, UPLOAD_CHUNK, new_id, new_ids,
 };
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;

@@ -30,7 +30,6 @@ fn recipient_data_overrides_the_defaults() {
             template: "T".into()
         }
     );
-    assert_eq!(c.duplicates_skipped, 0);
     assert_eq!(c.messages.len(), 2);
     assert_eq!(
         c.messages[0].body_value(),
@@ -44,24 +43,6 @@ fn recipient_data_overrides_the_defaults() {
     assert_eq!(
         (c.messages[1].to.as_str(), c.messages[1].template.as_str()),
         ("o2", "T")
-    );
-}
-
-#[test]
-fn duplicate_recipients_are_dropped_and_counted_first_wins() {
-    let c = campaign(
-        &oa(),
-        json!({"type":"template","template_id":"T","data":{"keyword1":"x"},
-               "recipients":[{"to":"o1","data":{"keyword2":"first"}},{"to":"o2"},
-                             {"to":"o1","data":{"keyword2":"second"}},{"to":"o2"},{"to":"O1"}]}),
-    )
-    .unwrap();
-    assert_eq!(c.duplicates_skipped, 2);
-    let tos: Vec<&str> = c.messages.iter().map(|m| m.to.as_str()).collect();
-    assert_eq!(tos, ["o1", "o2", "O1"]); // openids are case-sensitive
-    assert_eq!(
-        c.messages[0].body_value()["data"]["keyword2"]["value"],
-        "first"
     );
 }
 
@@ -152,7 +133,8 @@ fn wecom_campaign_sends_one_message_per_userid() {
     )
     .unwrap();
     assert_eq!(c.spec.template, "markdown");
-    assert_eq!(c.duplicates_skipped, 1); // WeCom userids are case-insensitive
+    // Repeats ("alice" after "Alice") are dropped by the store, not here.
+    assert_eq!(c.messages.len(), 3);
     assert_eq!(
         c.messages[1].body_value(),
         json!({"touser":"bob","msgtype":"markdown","agentid":1000002,"markdown":{"content":"**hi**"},

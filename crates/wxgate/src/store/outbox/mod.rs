@@ -31,9 +31,21 @@
 //! through a transaction; PostgreSQL claims lock the rows they pick `FOR UPDATE SKIP LOCKED`,
 //! so workers of many instances never wait on each other's rows.
 
+/// What makes two recipients of one campaign the same: the recipient, compared
+/// case-insensitively for WeCom userids (as WeCom treats them). The SQL expression of the
+/// `messages_campaign_recipient` unique index, verbatim: statements that name it as their
+/// conflict target or page by it must spell it exactly so.
+macro_rules! recipient_key {
+    () => {
+        "(CASE WHEN kind = 'wecom' THEN lower(recipient) ELSE recipient END)"
+    };
+}
+pub(crate) use recipient_key;
+
 mod queue;
 mod reads;
 mod types;
+mod upload;
 mod writes;
 
 pub(crate) use queue::{
@@ -42,6 +54,8 @@ pub(crate) use queue::{
 };
 #[cfg(test)]
 pub(crate) use reads::{EXPORT_AFTER, Param, list_sql};
+pub(crate) use upload::STAGED_OFFSET;
+pub use upload::{ABANDONED_AFTER_MS, CampaignUpload, UPLOAD_CHUNK};
 pub(crate) use writes::conflict;
 
 pub use types::{

@@ -1,5 +1,4 @@
-//! The delivery queue's protocol, backend-neutral: a campaign stored whole, claims under a
-//! lease, lease renewal, and batched finishes fenced by the lease token. The SQL is each
+//! The delivery queue's protocol, backend-neutral: claims under a lease, lease renewal, and batched finishes fenced by the lease token. The SQL is each
 //! backend's own (`sqlite/queue.rs`, `postgres/queue.rs`); this module shapes what goes in and
 //! what comes out, so both backends apply exactly the same rules.
 //!
@@ -17,23 +16,12 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
-use crate::store::{Change, Store, StoreError, on_backend};
+use crate::store::{Store, StoreError, on_backend};
 
-use super::{
-    AttemptRecord, CampaignInserted, CampaignMessage, Claimed, Finish, Lease, MessageKind,
-    NewCampaign, Next,
-};
+use super::{AttemptRecord, Claimed, Finish, Lease, MessageKind, Next};
 
 /// What a backend does for the delivery queue (its hot path, in its own SQL).
 pub(crate) trait OutboxQueue {
-    /// The campaign row and all its messages in one transaction. `Ok(false)`: the app already
-    /// has a campaign under this idempotency key, and nothing was stored.
-    async fn insert_campaign(
-        &self,
-        campaign: &NewCampaign,
-        recipients: &[CampaignMessage],
-        now: i64,
-    ) -> Result<bool, StoreError>;
     async fn claim(&self, claim: &ClaimArgs<'_>) -> Result<Vec<ClaimRow>, StoreError>;
     async fn next_due(&self, skip_apps: &[String]) -> Result<Option<i64>, StoreError>;
     /// For each lease (same order): whether it is still held and was extended.
@@ -55,33 +43,30 @@ pub(crate) trait OutboxQueue {
     ) -> Result<Applied, StoreError>;
 }
 
-/// Inserts a campaign unless its app already has one under this idempotency key (`$7`): the
-/// check and the insert are one statement, so two requests racing with one key store one. Bind
+/// Inserts a campaign row (no messages yet, `total` 0) unless its app already has one under
+/// this idempotency key (`$6`): the check and the insert are one statement, so two requests
+/// racing with one key store one. `$8` is `uploading_at_ms` (set: a staging campaign). Bind
 /// its values with [`bind_campaign!`].
 pub(crate) const INSERT_CAMPAIGN: &str = "INSERT INTO campaigns (id, app, kind, template, \
      total, status, created_at_ms, updated_at_ms, idempotency_key, request_hash, \
-     duplicates_skipped) VALUES ($1, $2, $3, $4, $5, 'running', $6, $6, $7, $8, $9) \
-     ON CONFLICT (app, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING";
+     duplicates_skipped, uploading_at_ms) VALUES ($1, $2, $3, $4, 0, 'running', $5, $5, $6, $7, \
+     0, $8) ON CONFLICT (app, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING";
 
-/// Binds a [`NewCampaign`] with its `total` and "now" to [`INSERT_CAMPAIGN`], for either
-/// backend's query type.
+/// Binds a [`NewCampaign`] with its idempotency key, "now" and `uploading_at_ms` to
+/// [`INSERT_CAMPAIGN`], for either backend's query type.
 macro_rules! bind_campaign {
-    ($query:expr, $campaign:expr, $total:expr, $now:expr) => {{
+    ($query:expr, $campaign:expr, $idempotency:expr, $now:expr, $uploading:expr) => {{
         let c: &$crate::store::NewCampaign = $campaign;
-        let (key, hash) = match &c.idempotency {
-            Some(i) => (Some(i.key.as_str()), Some(i.request_hash.as_str())),
-            None => (None, None),
-        };
+        let i: Option<&$crate::store::Idempotency> = $idempotency;
         $query
             .bind(&c.id)
             .bind(&c.app)
             .bind(c.kind.as_str())
             .bind(&c.template)
-            .bind($total)
             .bind($now)
-            .bind(key)
-            .bind(hash)
-            .bind(i64::try_from(c.duplicates_skipped).unwrap_or(i64::MAX))
+            .bind(i.map(|i| i.key.as_str()))
+            .bind(i.map(|i| i.request_hash.as_str()))
+            .bind($uploading)
     }};
 }
 pub(crate) use bind_campaign;
@@ -231,47 +216,6 @@ impl<'a> FinishRow<'a> {
 }
 
 impl Store {
-    /// Stores the campaign and one pending message per recipient in ONE transaction, so either
-    /// all of it is committed or none — unless the app already has a campaign under the same
-    /// idempotency key: then nothing is stored and that campaign is returned. A recipient
-    /// listed twice (or an id already used) fails the whole campaign with
-    /// [`StoreError::Conflict`]: callers deduplicate first, the database is the backstop.
-    /// `total` is the number of recipients.
-    ///
-    /// Fastest when the recipients come sorted and their ids are drawn from one
-    /// [`super::IdSeq`] in that order: every index then grows at its end.
-    pub async fn create_campaign(
-        &self,
-        campaign: &NewCampaign,
-        recipients: &[CampaignMessage],
-        now_ms: i64,
-    ) -> Result<CampaignInserted, StoreError> {
-        let created = on_backend!(self, b => b.insert_campaign(campaign, recipients, now_ms).await)
-            .map_err(|e| match e {
-                StoreError::Conflict(why) => StoreError::Conflict(format!(
-                    "campaign {:?} was not created: a recipient is listed twice, or an id is \
-                     already used ({why})",
-                    campaign.id
-                )),
-                other => other,
-            })?;
-        if created {
-            self.announce(Change::Due).await;
-            return Ok(CampaignInserted::Created);
-        }
-        // The key's campaign committed before ours was rolled back: it is there to read.
-        let existing = match &campaign.idempotency {
-            Some(key) => self.campaign_by_key(&campaign.app, key).await?,
-            None => None,
-        };
-        existing.map(CampaignInserted::Existing).ok_or_else(|| {
-            StoreError::Corrupt(format!(
-                "campaign {:?} was neither inserted nor a duplicate",
-                campaign.id
-            ))
-        })
-    }
-
     /// Leases up to `limit` due messages to `owner` until `now_ms + lease_ms`, oldest due
     /// first: pending ones due by `now_ms`, and sending ones whose lease expired (their worker
     /// died; `was_sending` tells). Messages of `skip_apps` (paused apps) are left alone. Each

@@ -26,26 +26,41 @@ const SELECT_MESSAGE: &str = "SELECT id, app, kind, campaign_id, recipient, temp
 const SELECT_ATTEMPTS: &str = "SELECT at_ms, instance, latency_ms, errcode, errmsg, msgid, \
      outcome, detail, fenced FROM attempts WHERE message_id = $1 ORDER BY id";
 
+/// A campaign still being uploaded (`uploading_at_ms` set) is not there yet.
 const SELECT_CAMPAIGN: &str = "SELECT id, app, kind, template, total, status, created_at_ms \
-     FROM campaigns WHERE id = $1";
+     FROM campaigns WHERE id = $1 AND uploading_at_ms IS NULL";
 
 /// Read from the `messages_campaign_state` index alone.
 const CAMPAIGN_COUNTS: &str =
     "SELECT state, COUNT(*) FROM messages WHERE campaign_id = $1 GROUP BY state";
 
-/// Export pages follow the `messages_campaign_recipient` index: ordered by recipient, each
-/// recipient once, no sort.
-const EXPORT_FIRST: &str = "SELECT id, recipient, state, errcode, reason, msgid, attempts, \
-     updated_at_ms FROM messages WHERE campaign_id = $1 ORDER BY recipient LIMIT $2";
+/// Export pages follow the `messages_campaign_recipient` index: ordered by the recipient key
+/// (the recipient; a WeCom userid in lower case), each recipient once, no sort.
+const EXPORT_FIRST: &str = concat!(
+    "SELECT id, recipient, ",
+    recipient_key!(),
+    " AS rkey, state, errcode, reason, msgid, attempts, updated_at_ms FROM messages \
+     WHERE campaign_id = $1 ORDER BY ",
+    recipient_key!(),
+    " LIMIT $2"
+);
 
-pub(crate) const EXPORT_AFTER: &str = "SELECT id, recipient, state, errcode, reason, msgid, \
-     attempts, updated_at_ms FROM messages WHERE campaign_id = $1 AND recipient > $2 \
-     ORDER BY recipient LIMIT $3";
+pub(crate) const EXPORT_AFTER: &str = concat!(
+    "SELECT id, recipient, ",
+    recipient_key!(),
+    " AS rkey, state, errcode, reason, msgid, attempts, updated_at_ms FROM messages \
+     WHERE campaign_id = $1 AND ",
+    recipient_key!(),
+    " > $2 ORDER BY ",
+    recipient_key!(),
+    " LIMIT $3"
+);
 
-/// One pass over the `messages_due` index: its size is the queue, not the history.
+/// One pass over the `messages_due` index: its size is the queue, not the history. Rows of an
+/// upload not yet sealed (due ≥ `$2`, `STAGED_OFFSET`) are not counted.
 const QUEUE_DEPTH: &str = "SELECT \
      COALESCE(SUM(CASE WHEN state = 'pending' AND due_at_ms <= $1 THEN 1 ELSE 0 END), 0), \
-     COALESCE(SUM(CASE WHEN state = 'pending' THEN 1 ELSE 0 END), 0), \
+     COALESCE(SUM(CASE WHEN state = 'pending' AND due_at_ms < $2 THEN 1 ELSE 0 END), 0), \
      COALESCE(SUM(CASE WHEN state = 'sending' THEN 1 ELSE 0 END), 0) \
      FROM messages WHERE state IN ('pending', 'sending')";
 
@@ -107,6 +122,7 @@ pub(crate) struct CampaignRow {
 pub(crate) struct ExportDbRow {
     id: String,
     recipient: String,
+    rkey: String,
     state: String,
     errcode: Option<i64>,
     reason: Option<String>,
@@ -217,7 +233,7 @@ impl Store {
     }
 
     /// One page of the campaign's export, ordered by recipient: up to `limit` rows after the
-    /// recipient `after` (the last one of the previous page). Pages are read one statement at
+    /// key `after` (the [`ExportRow::key`] of the last row of the previous page). Pages are read one statement at
     /// a time, so a row finishing between two pages shows its newer state; each recipient
     /// appears exactly once. Empty for an unknown campaign.
     pub async fn export_campaign(
@@ -233,6 +249,7 @@ impl Store {
                     state: MessageState::from_column("message state", &r.state)?,
                     id: r.id,
                     recipient: r.recipient,
+                    key: r.rkey,
                     errcode: r.errcode,
                     reason: r.reason,
                     msgid: r.msgid,
@@ -400,6 +417,7 @@ portable! { impl OutboxReads {
     async fn queue_depth(&self, now_ms: i64) -> Result<(i64, i64, i64), StoreError> {
         Ok(sqlx::query_as(QUEUE_DEPTH)
             .bind(now_ms)
+            .bind(super::STAGED_OFFSET)
             .fetch_one(self.pool())
             .await?)
     }

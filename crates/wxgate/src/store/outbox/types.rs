@@ -144,17 +144,18 @@ pub struct NewCampaign {
     pub template: String,
     /// When its messages become due (`send_at`, or "now").
     pub due_at_ms: i64,
-    /// The `Idempotency-Key` (unique per app among campaigns) and a hash of the request.
+    /// The `Idempotency-Key` (unique per app among campaigns) and a hash of the request, for
+    /// [`Store::create_campaign`](crate::store::Store::create_campaign); an upload takes them
+    /// at its seal instead, when the hash of a streamed request is known.
     pub idempotency: Option<Idempotency>,
-    /// Recipients the request listed again, dropped before storing (kept for replays).
-    pub duplicates_skipped: u64,
 }
 
 /// What `create_campaign` did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CampaignInserted {
-    /// The campaign and all its messages are stored (committed).
-    Created,
+    /// The campaign and all its messages are stored (committed): `total` messages, and
+    /// `duplicates_skipped` recipients dropped because they were listed before.
+    Created { total: i64, duplicates_skipped: i64 },
     /// The app already has a campaign with this idempotency key; nothing was stored.
     Existing(ExistingCampaign),
 }
@@ -375,6 +376,8 @@ impl StateCounts {
 pub struct ExportRow {
     pub id: String,
     pub recipient: String,
+    /// Where the next page starts (`after`): the recipient, in lower case for a WeCom userid.
+    pub key: String,
     pub state: MessageState,
     pub errcode: Option<i64>,
     pub reason: Option<String>,

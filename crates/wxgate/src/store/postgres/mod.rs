@@ -8,6 +8,9 @@
 
 mod listen;
 mod queue;
+mod upload;
+
+pub(crate) use upload::PgUpload;
 
 use std::str::FromStr;
 use std::sync::Arc;

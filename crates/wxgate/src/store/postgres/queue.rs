@@ -1,15 +1,11 @@
-//! The delivery queue in PostgreSQL's SQL: campaign rows go in with `COPY`, claims lock the
-//! rows they pick `FOR UPDATE SKIP LOCKED` (workers of many instances never wait on each
+//! The delivery queue in PostgreSQL's SQL: claims lock the rows they pick `FOR UPDATE SKIP LOCKED` (workers of many instances never wait on each
 //! other's rows, and never get the same row), and batches come in as typed records
 //! (`jsonb_to_recordset`) built from the same JSON the SQLite backend reads.
-
-use sqlx::PgConnection;
 
 use super::PgStore;
 use crate::store::StoreError;
 use crate::store::outbox::{
-    Applied, CampaignMessage, ClaimArgs, ClaimRow, FinishRow, INSERT_CAMPAIGN, KINDS, Lease,
-    NewCampaign, OutboxQueue, attempt_rows, bind_campaign, conflict,
+    Applied, ClaimArgs, ClaimRow, FinishRow, KINDS, Lease, OutboxQueue, attempt_rows,
 };
 
 /// `active(app)`: the apps that have pending or sending messages, one index seek each (a
@@ -73,16 +69,6 @@ const EXTEND_LEASES: &str = "UPDATE messages SET lease_until_ms = $4, due_at_ms 
      WHERE messages.id = l.id AND messages.lease_token = l.token \
      AND messages.lease_owner = $3 AND messages.state = 'sending' \
      RETURNING messages.id, messages.lease_token";
-
-/// The campaign's rows, streamed as CSV.
-const COPY_ROWS: &str = "COPY messages (id, app, kind, campaign_id, recipient, template, body, \
-     state, due_at_ms, created_at_ms, updated_at_ms) FROM STDIN WITH (FORMAT csv)";
-
-/// Rows per `COPY` message (a few hundred KB of CSV).
-const COPY_ROWS_PER_CHUNK: usize = 2000;
-
-/// Campaigns of at least this many recipients refresh the planner's statistics once inserted.
-const ANALYZE_AFTER: usize = 5_000;
 
 /// One statement per kind of finish over the batch `$1` (a JSON array of `FinishRow`), for the
 /// messages whose lease is still the caller's; returns the leases it applied. `$2` is "now".
@@ -151,36 +137,6 @@ fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
 }
 
 impl OutboxQueue for PgStore {
-    async fn insert_campaign(
-        &self,
-        campaign: &NewCampaign,
-        recipients: &[CampaignMessage],
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let total = i64::try_from(recipients.len()).unwrap_or(i64::MAX);
-        // Rolled back on drop: on any error, or when the idempotency key is taken.
-        let mut tx = self.begin_write().await?;
-        let done = bind_campaign!(sqlx::query(INSERT_CAMPAIGN), campaign, total, now)
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict)?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        copy_rows(&mut tx, campaign, recipients, now).await?;
-        tx.commit().await?;
-        if recipients.len() >= ANALYZE_AFTER {
-            // The planner's row counts come from the last ANALYZE; autovacuum's may be a minute
-            // away (or off). Planned for a near-empty table, every claim and finish batch of a
-            // big campaign scans the table instead of its indexes (seen: 100k recipients at a
-            // quarter of the rate). Best effort: the campaign is committed either way.
-            if let Err(e) = sqlx::query("ANALYZE messages").execute(&self.pool).await {
-                tracing::warn!(error = %e, "ANALYZE messages after a big campaign failed");
-            }
-        }
-        Ok(true)
-    }
-
     async fn claim(&self, c: &ClaimArgs<'_>) -> Result<Vec<ClaimRow>, StoreError> {
         let rows = sqlx::query_as(CLAIM)
             .bind(c.owner)
@@ -253,45 +209,4 @@ impl OutboxQueue for PgStore {
         tx.commit().await?;
         Ok(applied)
     }
-}
-
-/// Streams the campaign's messages into `messages` with `COPY … FORMAT csv`, in chunks, every
-/// text exactly as given.
-async fn copy_rows(
-    conn: &mut PgConnection,
-    campaign: &NewCampaign,
-    recipients: &[CampaignMessage],
-    now: i64,
-) -> Result<(), StoreError> {
-    let mut copy = conn.copy_in_raw(COPY_ROWS).await?;
-    let (due, now) = (campaign.due_at_ms.to_string(), now.to_string());
-    let csv_error = |e: String| StoreError::Database(format!("cannot write campaign rows: {e}"));
-    for chunk in recipients.chunks(COPY_ROWS_PER_CHUNK) {
-        // Every field quoted: in COPY's CSV an unquoted empty field is NULL (an empty template
-        // or body would break NOT NULL), and a quoted `\.` is never the end-of-data marker.
-        let mut csv = csv::WriterBuilder::new()
-            .has_headers(false)
-            .quote_style(csv::QuoteStyle::Always)
-            .from_writer(Vec::with_capacity(chunk.len() * 256));
-        for r in chunk {
-            csv.write_record([
-                r.id.as_str(),
-                &campaign.app,
-                campaign.kind.as_str(),
-                &campaign.id,
-                &r.recipient,
-                &campaign.template,
-                &r.body,
-                "pending",
-                &due,
-                &now,
-                &now,
-            ])
-            .map_err(|e| csv_error(e.to_string()))?;
-        }
-        let bytes = csv.into_inner().map_err(|e| csv_error(e.to_string()))?;
-        copy.send(bytes).await?;
-    }
-    copy.finish().await.map_err(conflict)?;
-    Ok(())
 }

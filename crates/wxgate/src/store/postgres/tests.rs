@@ -213,7 +213,7 @@ async fn the_claim_uses_the_due_index() {
     assert!(got.iter().all(|c| c.app != "crm"));
 }
 
-/// 100,000 recipients go in with `COPY`, in one transaction: a recipient listed twice at the
+/// 100,000 recipients go in with `COPY`, in one transaction: a message id used twice at the
 /// very end (after every row before it was streamed) leaves nothing behind; without it, every
 /// row is there. The time is printed, not asserted (a debug build takes a few seconds).
 #[tokio::test]
@@ -221,8 +221,8 @@ async fn a_100k_campaign_is_copied_in_one_transaction() {
     const N: usize = 100_000;
     let db = TestDb::postgres("copy-100k").await;
     let mut rows = recipients("big", N);
-    let last = rows[N - 1].recipient.clone();
-    rows[N - 1].recipient = rows[0].recipient.clone();
+    let last = rows[N - 1].id.clone();
+    rows[N - 1].id = rows[0].id.clone();
     let started = Instant::now();
     let err = db
         .store
@@ -233,14 +233,11 @@ async fn a_100k_campaign_is_copied_in_one_transaction() {
         "a campaign of {N} failing at its last row: {:.2?}",
         started.elapsed()
     );
-    assert!(
-        matches!(&err, StoreError::Conflict(m) if m.contains("\"big\"") && m.contains("twice")),
-        "{err}"
-    );
+    assert!(matches!(&err, StoreError::Conflict(_)), "{err}");
     assert_eq!(db.count("messages").await, 0, "no row left behind");
     assert_eq!(db.count("campaigns").await, 0);
 
-    rows[N - 1].recipient = last;
+    rows[N - 1].id = last;
     let started = Instant::now();
     db.store
         .create_campaign(&campaign("big", "oa", T0), &rows, T0)

@@ -5,6 +5,7 @@
 //! batched finishes) is in `queue.rs`; the portable SQL lives beside each concern's trait.
 
 mod queue;
+mod upload;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -19,9 +20,10 @@ use super::changes::{CAPACITY, Change};
 /// How long a statement waits for another connection's write lock before `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// `PRAGMA cache_size` of the connection: SQLite's own default (2,000 KiB), set explicitly
-/// because a big campaign raises it for its transaction and sets this back afterwards.
-pub(super) const SQLITE_CACHE_SIZE: i64 = -2000;
+/// `PRAGMA cache_size` of the connection: SQLite's own default (2,000 KiB). Kept small: SQLite
+/// walks its page-cache hash at the end of every transaction, so a big cache slows every claim
+/// and finish (~10% with 64 MiB).
+const SQLITE_CACHE_SIZE: i64 = -2000;
 
 /// `BEGIN` for transactions that write: take the write lock now, not at the first write. A
 /// deferred `BEGIN` that upgrades from reading to writing fails at once with SQLITE_BUSY when

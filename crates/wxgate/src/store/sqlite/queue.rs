@@ -1,5 +1,5 @@
 //! The delivery queue in SQLite's SQL: rows go in and out as one JSON value per statement
-//! (`json_each`), claims pick rows by `rowid`, and big campaigns get a bigger page cache.
+//! (`json_each`), and claims pick rows by `rowid`.
 //!
 //! One JSON value per statement rather than placeholders per row: sqlx looks every placeholder
 //! up by name, and SQLite's lookup walks the whole list, so a statement with n placeholders
@@ -7,13 +7,10 @@
 //! Statements are what costs in SQLite mode (each one is a round trip to the connection's
 //! thread), and the batch shapes stay fixed, so every statement is prepared once.
 
-use sqlx::{AssertSqlSafe, Connection, SqliteConnection};
-
-use super::{BEGIN_WRITE, SQLITE_CACHE_SIZE, SqliteStore};
+use super::SqliteStore;
 use crate::store::StoreError;
 use crate::store::outbox::{
-    Applied, AttemptRow, CampaignMessage, ClaimArgs, ClaimRow, FinishRow, INSERT_CAMPAIGN, KINDS,
-    Lease, NewCampaign, OutboxQueue, attempt_rows, bind_campaign, conflict,
+    Applied, AttemptRow, ClaimArgs, ClaimRow, FinishRow, KINDS, Lease, OutboxQueue, attempt_rows,
 };
 
 /// `active(app)`: the apps that have pending or sending messages, found with one index seek
@@ -77,23 +74,6 @@ const EXTEND_LEASES: &str = "UPDATE messages SET lease_until_ms = $3, due_at_ms 
      WHERE messages.id = l.value ->> 'id' AND messages.lease_token = l.value ->> 'token' \
      AND messages.lease_owner = $2 AND messages.state = 'sending' \
      RETURNING messages.id, messages.lease_token";
-
-/// Inserts one chunk of a campaign's messages: `$1` is a JSON array of `[id, recipient, body]`,
-/// `$2`–`$7` are shared by every row (app, kind, campaign, template, due, now).
-const INSERT_CAMPAIGN_ROWS: &str = "INSERT INTO messages (id, app, kind, campaign_id, recipient, \
-     template, body, state, due_at_ms, created_at_ms, updated_at_ms) \
-     SELECT r.value ->> 0, $2, $3, $4, r.value ->> 1, $5, r.value ->> 2, 'pending', $6, $7, $7 \
-     FROM json_each($1) AS r";
-
-/// Rows per INSERT: big enough that the statements' round trips do not matter (1,000 per
-/// million rows), small enough to keep each JSON value around 200 KB.
-const CAMPAIGN_CHUNK: usize = 1000;
-
-/// From this many recipients on, the campaign's transaction gets a bigger page cache…
-const BIG_CAMPAIGN: usize = 10_000;
-
-/// …of this many KiB (memory is taken only as pages are touched).
-const CAMPAIGN_CACHE_KIB: i64 = 64 * 1024;
 
 /// One statement per kind of finish: applies `SET …` to every message of the batch `$1` (a
 /// JSON array of `FinishRow`) whose lease is still the caller's, and returns the leases it
@@ -163,32 +143,6 @@ fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
 }
 
 impl OutboxQueue for SqliteStore {
-    async fn insert_campaign(
-        &self,
-        campaign: &NewCampaign,
-        recipients: &[CampaignMessage],
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        let mut conn = self.pool().acquire().await?;
-        if recipients.len() < BIG_CAMPAIGN {
-            return insert_campaign(&mut conn, campaign, recipients, now).await;
-        }
-        // The recipient index takes a big campaign's rows in random order; with SQLite's usual
-        // page cache (SQLITE_CACHE_SIZE) its pages spill to the WAL and are read back at every
-        // insert. A bigger cache for this one transaction halves a million-row insert. Set back
-        // afterwards: kept big, it slows every later commit (SQLite walks its page-cache hash
-        // when a transaction ends), ~10% on claim + finish. Should this future be dropped
-        // half-way, the next big campaign sets it back.
-        let sql = format!("PRAGMA cache_size = -{CAMPAIGN_CACHE_KIB}");
-        sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await?;
-        let result = insert_campaign(&mut conn, campaign, recipients, now).await;
-        let sql = format!("PRAGMA cache_size = {SQLITE_CACHE_SIZE}");
-        let restored = sqlx::query(AssertSqlSafe(sql)).execute(&mut *conn).await;
-        let created = result?;
-        restored?;
-        Ok(created)
-    }
-
     async fn claim(&self, c: &ClaimArgs<'_>) -> Result<Vec<ClaimRow>, StoreError> {
         let rows = sqlx::query_as(CLAIM)
             .bind(c.owner)
@@ -263,43 +217,4 @@ impl OutboxQueue for SqliteStore {
         tx.commit().await?;
         Ok(applied)
     }
-}
-
-/// The campaign and its messages, in one transaction on `conn`; `false` (nothing stored) when
-/// the app already has a campaign under its idempotency key.
-async fn insert_campaign(
-    conn: &mut SqliteConnection,
-    campaign: &NewCampaign,
-    recipients: &[CampaignMessage],
-    now: i64,
-) -> Result<bool, StoreError> {
-    let total = i64::try_from(recipients.len()).unwrap_or(i64::MAX);
-    // Dropped without commit on any error or a duplicate key: nothing is left behind.
-    let mut tx = conn.begin_with(BEGIN_WRITE).await?;
-    let done = bind_campaign!(sqlx::query(INSERT_CAMPAIGN), campaign, total, now)
-        .execute(&mut *tx)
-        .await
-        .map_err(conflict)?;
-    if done.rows_affected() == 0 {
-        return Ok(false);
-    }
-    for chunk in recipients.chunks(CAMPAIGN_CHUNK) {
-        let rows: Vec<(&str, &str, &str)> = chunk
-            .iter()
-            .map(|r| (r.id.as_str(), r.recipient.as_str(), r.body.as_str()))
-            .collect();
-        sqlx::query(INSERT_CAMPAIGN_ROWS)
-            .bind(json(&rows))
-            .bind(&campaign.app)
-            .bind(campaign.kind.as_str())
-            .bind(&campaign.id)
-            .bind(&campaign.template)
-            .bind(campaign.due_at_ms)
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict)?;
-    }
-    tx.commit().await?;
-    Ok(true)
 }

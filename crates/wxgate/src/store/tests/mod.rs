@@ -22,6 +22,7 @@ mod manage;
 pub mod perfkit;
 mod query;
 pub mod testkit;
+mod upload;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

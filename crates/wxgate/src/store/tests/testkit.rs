@@ -30,7 +30,6 @@ pub fn campaign(id: &str, app: &str, due_at_ms: i64) -> NewCampaign {
         template: "tpl-1".into(),
         due_at_ms,
         idempotency: None,
-        duplicates_skipped: 0,
     }
 }
 
