@@ -1,10 +1,18 @@
-//! `wxgate campaign send`: upload a CSV campaign to a running server, draw its progress on
-//! stderr, and print a summary (sent, failed by errcode, unknown, messages/s) on stdout.
+//! `wxgate campaign send`: stream a CSV (or NDJSON, by its `.ndjson`/`.jsonl` name) campaign
+//! from disk to a running server — never read whole — with upload progress, then its
+//! delivery progress on stderr, and print a summary (sent, failed by errcode, unknown,
+//! messages/s) on stdout.
 
 use std::collections::BTreeMap;
 use std::io::Write;
+use std::pin::Pin;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, ReadBuf};
 
 use anyhow::{Context, bail};
 use serde_json::Value;
@@ -13,7 +21,25 @@ use crate::cli::CampaignSend;
 
 pub async fn send(a: CampaignSend) -> anyhow::Result<ExitCode> {
     crate::wechat::init_crypto();
-    let csv = std::fs::read(&a.csv).with_context(|| format!("reading {}", a.csv.display()))?;
+    let file = tokio::fs::File::open(&a.csv)
+        .await
+        .with_context(|| format!("opening {}", a.csv.display()))?;
+    let size = file.metadata().await?.len();
+    let name = a.csv.to_string_lossy().to_ascii_lowercase();
+    let content_type = if name.ends_with(".ndjson") || name.ends_with(".jsonl") {
+        "application/x-ndjson"
+    } else {
+        "text/csv"
+    };
+    let sent = Arc::new(AtomicU64::new(0));
+    let counted = Counting {
+        inner: file,
+        sent: Arc::clone(&sent),
+    };
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+        counted,
+        256 * 1024,
+    ));
     let http = reqwest::Client::new();
     let server = a.server.trim_end_matches('/');
     let mut query = vec![
@@ -28,15 +54,25 @@ pub async fn send(a: CampaignSend) -> anyhow::Result<ExitCode> {
         query.push(("truncate", "true".into()));
     }
     let started = Instant::now();
-    let resp = http
+    let request = http
         .post(format!("{server}/v1/campaigns"))
         .query(&query)
         .bearer_auth(&a.token)
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {server}"))?;
+        .header("content-type", content_type)
+        .header("content-length", size)
+        .body(body)
+        .send();
+    tokio::pin!(request);
+    // Upload progress until the server answers (it answers once every recipient is stored).
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let resp = loop {
+        tokio::select! {
+            resp = &mut request => break resp.with_context(|| format!("cannot reach {server}"))?,
+            _ = tick.tick() => draw_upload(sent.load(Ordering::Relaxed), size, started),
+        }
+    };
+    draw_upload(sent.load(Ordering::Relaxed), size, started);
+    eprintln!();
     let status = resp.status();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     if !status.is_success() {
@@ -135,6 +171,45 @@ async fn get(http: &reqwest::Client, token: &str, url: &str) -> anyhow::Result<V
         bail!("{status}: {}", v["message"]);
     }
     Ok(v)
+}
+
+/// Counts the bytes read from the file (what has gone to the server, give or take a buffer).
+struct Counting<R> {
+    inner: R,
+    sent: Arc<AtomicU64>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let read = (buf.filled().len() - before) as u64;
+        self.sent.fetch_add(read, Ordering::Relaxed);
+        polled
+    }
+}
+
+/// `uploading [##########----------]  52.0/100.0 MB  12.3 MB/s` (then the server's checks and
+/// commit: the line stays at 100% until it answers).
+fn draw_upload(sent: u64, size: u64, started: Instant) {
+    const WIDTH: u64 = 30;
+    let filled = (sent * WIDTH).checked_div(size).unwrap_or(WIDTH).min(WIDTH) as usize;
+    let mb = |b: u64| b as f64 / 1e6;
+    let rate = mb(sent) / started.elapsed().as_secs_f64().max(0.001);
+    let mut err = std::io::stderr();
+    let _ = write!(
+        err,
+        "\ruploading [{}{}] {:.1}/{:.1} MB  {rate:.1} MB/s ",
+        "#".repeat(filled),
+        "-".repeat(WIDTH as usize - filled),
+        mb(sent),
+        mb(size)
+    );
+    let _ = err.flush();
 }
 
 /// `[########------------]  4,000/10,000  sent 3,990  failed 10  unknown 0  3,210 msg/s`

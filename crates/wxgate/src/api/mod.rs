@@ -22,6 +22,10 @@ use axum::routing::{get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::SecretString;
 
+pub use campaign_upload::{
+    BODY_IDLE as CAMPAIGN_BODY_IDLE, MAX_JSON_BYTES as MAX_JSON_CAMPAIGN_BYTES,
+    MAX_STREAM_BYTES as MAX_STREAM_CAMPAIGN_BYTES,
+};
 pub use error::ApiError;
 
 /// A JSON body whose rejection the handler returns itself, after its auth checks: a caller

@@ -4,6 +4,7 @@
 mod apps;
 mod auth;
 mod campaign_idempotency;
+mod campaign_stream;
 mod check_config;
 mod fleet;
 mod helpers;

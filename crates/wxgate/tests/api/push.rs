@@ -47,7 +47,7 @@ impl TestApp {
         }
     }
 
-    async fn campaign_done(&self, id: &str, within: Duration) -> Value {
+    pub(crate) async fn campaign_done(&self, id: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {
             let (s, v) = self
