@@ -203,7 +203,7 @@ async fn ingest(
                 } else {
                     match s.store.begin_campaign(&campaign, now).await {
                         Ok(u) => upload = Some(u),
-                        Err(e) => break Err(e.into()),
+                        Err(e) => break Err(upload_error(e)),
                     }
                 }
                 head = Some(campaign);
@@ -212,7 +212,7 @@ async fn ingest(
                 if let Some(u) = upload.as_mut()
                     && let Err(e) = u.add(&rows, s.tokens.clock().now_ms()).await
                 {
-                    break Err(e.into());
+                    break Err(upload_error(e));
                 }
             }
             Parsed::End(end) => break end,
@@ -246,7 +246,11 @@ async fn ingest(
     };
     let id = upload.id().to_owned();
     let now = s.tokens.clock().now_ms();
-    match upload.seal(idempotency.as_ref(), now).await? {
+    match upload
+        .seal(idempotency.as_ref(), now)
+        .await
+        .map_err(upload_error)?
+    {
         CampaignInserted::Created {
             total,
             duplicates_skipped,
@@ -260,6 +264,15 @@ async fn ingest(
         )),
         // Another request with the same key sealed first (a race): answer with its campaign.
         CampaignInserted::Existing(existing) => replay(existing),
+    }
+}
+
+/// A store conflict during an upload (its staging campaign deleted as abandoned, an id taken)
+/// is the client's to retry: 409 with the store's words, not a 500.
+fn upload_error(e: crate::store::StoreError) -> ApiError {
+    match e {
+        crate::store::StoreError::Conflict(why) => ApiError::conflict(why),
+        other => other.into(),
     }
 }
 
