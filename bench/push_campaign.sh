@@ -6,6 +6,8 @@
 # during the upload, the delivery rate from the first to the last send, the gateway's peak RSS and
 # its CPU seconds per 1,000 messages, and checks wxsim's counts (every recipient delivered once,
 # no duplicate deliveries).
+# BENCH_PROFILE=<file>: also records the gateway with `perf record` (user space, call graphs from
+# DWARF) from the upload's start to the campaign's end, into <file> (`perf report -i <file>`).
 # Prints ONE JSON line on stdout; progress goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,10 +76,15 @@ CPU0="$(cpu "$GW_PID")"; SCPU0="$(cpu "$SIM_PID")"
 log "uploading a CSV campaign of $N recipients ($(du -h "$WORK/campaign.csv" | cut -f1))"
 python3 "$WORK/probe.py" "$GW" "$ADMIN" "$WORK/probe.stop" >"$WORK/probe.json" & PROBE=$!
 sleep 0.5
+if [ -n "${BENCH_PROFILE:-}" ]; then
+  perf record -q -F 299 -e cpu-clock --call-graph dwarf,8192 -o "$BENCH_PROFILE" -p "$GW_PID" 2>"$WORK/perf.log" & PERF=$!
+  sleep 0.5
+fi
 T0="$(date +%s.%N)"
 ID="$(curl -fsS -X POST -T "$WORK/campaign.csv" -H "Authorization: Bearer $ADMIN" -H 'content-type: text/csv' \
   "$GW/v1/campaigns?app=shop&type=template&template_id=TPL_ORDER" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
 T1="$(date +%s.%N)"
+CPU_UP="$(cpu "$GW_PID")"
 touch "$WORK/probe.stop"; wait "$PROBE"
 RSS_UPLOAD_KB="$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")"
 log "accepted as $ID in $(python3 -c "print(round($T1-$T0,2))") s; waiting for delivery"
@@ -87,6 +94,7 @@ while :; do
   sleep 0.1
 done
 T2="$(date +%s.%N)"
+if [ -n "${BENCH_PROFILE:-}" ]; then kill -INT "$PERF"; wait "$PERF" || true; fi
 CPU1="$(cpu "$GW_PID")"; SCPU1="$(cpu "$SIM_PID")"
 RSS_KB="$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")"
 STATS="$(curl -fsS "$SIM/_sim/stats/wxdemo_oa")"
@@ -106,6 +114,8 @@ print(json.dumps({
   "sent": status["counts"]["sent"], "failed": status["counts"]["failed"], "unknown": status["counts"]["unknown"],
   "wxsim_deliveries": stats["deliveries"], "wxsim_duplicate_deliveries": stats["duplicate_deliveries"],
   "gateway_peak_rss_mb": round($RSS_KB / 1024, 1), "gateway_cpu_seconds_per_1000": round(cpu_s * 1000 / n, 3),
+  "upload_cpu_seconds_per_1000": round(($CPU_UP - $CPU0) / $TICKS * 1000 / n, 3),
+  "delivery_cpu_seconds_per_1000": round(($CPU1 - $CPU_UP) / $TICKS * 1000 / n, 3),
   "wxsim_cpu_seconds_per_1000": round(($SCPU1 - $SCPU0) / $TICKS * 1000 / n, 3),
   "cpus": $(nproc)}))
 PY
