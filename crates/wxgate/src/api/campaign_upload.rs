@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::idempotency::{self, RequestHash};
-use super::messages::{app_for, due_at, stored_body};
+use super::messages::{app_for, due_at};
 use super::{ApiError, AppState, auth::Caller};
 use crate::message::{self, CampaignBuilder, CsvRecipients, NdjsonRecipients, Recipient};
 use crate::store::{
@@ -469,15 +469,14 @@ fn parse(
             Source::Ndjson(rows) => rows.next(builder.errors()),
         };
         let Some(recipient) = next else { break };
-        let Some(prepared) = builder.push(recipient) else {
+        let id = ids.next().expect("an IdSeq never ends");
+        let Some(prepared) = builder.push(recipient, Some(&id)) else {
             continue;
         };
-        let id = ids.next().expect("an IdSeq never ends");
-        let body = stored_body(&prepared, &id)?;
         chunk.push(CampaignMessage {
             id,
             recipient: prepared.to,
-            body,
+            body: prepared.body,
         });
         if chunk.len() == UPLOAD_CHUNK {
             let full = std::mem::replace(&mut chunk, Vec::with_capacity(UPLOAD_CHUNK));

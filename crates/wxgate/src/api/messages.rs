@@ -11,7 +11,7 @@ use super::{ApiError, AppState, auth::Caller, idempotency};
 use std::sync::Arc;
 
 use crate::apps::App;
-use crate::message::{self, MessageType, Prepared};
+use crate::message;
 use crate::store::{Inserted, NewMessage, new_id};
 
 /// The app a message names, if the caller may use it.
@@ -36,16 +36,6 @@ pub(super) fn due_at(send_at: Option<&str>, now_ms: i64) -> Result<i64, ApiError
     Ok((t.unix_timestamp_nanos() / 1_000_000) as i64)
 }
 
-/// The body to store: an OA template carries its message id as `client_msg_id`, so every
-/// retry of it is deduplicated by WeChat.
-pub(super) fn stored_body(p: &Prepared, id: &str) -> Result<String, ApiError> {
-    match p.kind {
-        MessageType::Template => message::with_client_msg_id(&p.body, id)
-            .map_err(|e| ApiError::internal(format!("cannot set client_msg_id: {e}"))),
-        _ => Ok(p.body.clone()),
-    }
-}
-
 pub(super) fn parse_json<T: serde::de::DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid(format!("the JSON body is not valid: {e}")))
@@ -61,16 +51,16 @@ pub async fn create(
     let app = app_for(&s, &caller, &req.app)?;
     let now = s.tokens.clock().now_ms();
     let due_at_ms = due_at(req.send_at.as_deref(), now)?;
-    let prepared = message::prepare(&app, req)?;
-    let idempotency = idempotency::from_headers(&headers, &body)?;
     let id = new_id("msg_", now);
+    let prepared = message::prepare(&app, req, Some(&id))?;
+    let idempotency = idempotency::from_headers(&headers, &body)?;
     let new = NewMessage {
         id: id.clone(),
         app: app.id.clone(),
         kind: prepared.kind,
-        recipient: prepared.to.clone(),
-        template: prepared.template.clone(),
-        body: stored_body(&prepared, &id)?,
+        recipient: prepared.to,
+        template: prepared.template,
+        body: prepared.body,
         due_at_ms,
         idempotency,
     };

@@ -10,7 +10,7 @@ use std::fmt;
 
 use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::request::{Data, Lang, MiniProgramLink, MiniProgramState, WecomMsgType};
 
@@ -42,6 +42,11 @@ struct KeywordBody<'a> {
     #[serde(flatten)]
     extra: &'a KeywordExtra,
     data: Merged<'a>,
+    /// OA template sends only: the message's id. WeChat sends one message per
+    /// `openid + client_msg_id` within 10 minutes (§3.1), so every retry of the stored body
+    /// is deduplicated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_msg_id: Option<&'a str>,
 }
 
 /// `defaults` without the names `overrides` has, then `overrides`, each as `{"value": …}`.
@@ -92,15 +97,17 @@ fn data_json_len(data: &Data) -> usize {
     data.iter().map(|(n, v)| n.len() + v.len() + 16).sum()
 }
 
-/// An OA template or MP subscribe body: `defaults` merged with `overrides` (overrides win).
+/// An OA template or MP subscribe body: `defaults` merged with `overrides` (overrides win),
+/// with `client_msg_id` when given.
 pub fn keyword_message(
     to: &str,
     template_id: &str,
     extra: &KeywordExtra,
-    defaults: &Data,
-    overrides: &Data,
+    (defaults, overrides): (&Data, &Data),
+    client_msg_id: Option<&str>,
 ) -> String {
     let capacity = 48
+        + client_msg_id.map_or(0, |id| id.len() + 20)
         + to.len()
         + template_id.len()
         + extra.json_len()
@@ -116,6 +123,7 @@ pub fn keyword_message(
                 defaults,
                 overrides,
             },
+            client_msg_id,
         },
     )
 }
@@ -236,13 +244,4 @@ fn to_json(capacity: usize, body: &impl Serialize) -> String {
     // Strings, integers and JSON values only: serializing cannot fail, and yields UTF-8.
     serde_json::to_writer(&mut buf, body).expect("a body of strings and JSON values serializes");
     String::from_utf8(buf).expect("serde_json writes UTF-8")
-}
-
-/// `body` (an OA template body) with `client_msg_id` set. WeChat sends one message per
-/// `openid + client_msg_id` within 10 minutes (§3.1), so every retry of a message must carry the
-/// same id. Only OA template send knows the field. Fails only if `body` is not a JSON object.
-pub fn with_client_msg_id(body: &str, id: &str) -> Result<String, serde_json::Error> {
-    let mut obj: Map<String, Value> = serde_json::from_str(body)?;
-    obj.insert("client_msg_id".into(), id.into());
-    serde_json::to_string(&obj)
 }

@@ -8,9 +8,9 @@
 //! - Over-long values are cut with "…" only where WeChat itself cuts them (legacy OA keywords,
 //!   WeCom text fields) or where the caller sent `"truncate": true` and the value is free text;
 //!   a value of the wrong shape is refused either way.
-//! - Bodies are complete except `access_token` (query string) and, for OA templates,
-//!   `client_msg_id`, which the sender sets with [`with_client_msg_id`] once per message and
-//!   reuses on every retry. WeCom bodies carry `enable_duplicate_check` (see
+//! - Bodies are complete except `access_token` (query string). OA templates carry the message's
+//!   id as `client_msg_id` (given to [`prepare`] and [`CampaignBuilder::push`]), the same on
+//!   every retry of the stored body. WeCom bodies carry `enable_duplicate_check` (see
 //!   [`WECOM_DUPLICATE_CHECK_INTERVAL_SECS`]). Together: a retry is never delivered twice.
 //! - Campaigns are checked recipient by recipient as they arrive ([`CampaignBuilder`]), from
 //!   JSON, CSV ([`CsvRecipients`]) or NDJSON ([`NdjsonRecipients`]); a recipient listed twice
@@ -44,7 +44,7 @@ use error::{Errors, with_line};
 
 pub use self::csv::{CsvRecipients, parse_csv};
 pub use audience::{ALL, MAX_PARTIES, MAX_TAGS, MAX_USERS};
-pub use body::{WECOM_DUPLICATE_CHECK_INTERVAL_SECS, with_client_msg_id};
+pub use body::WECOM_DUPLICATE_CHECK_INTERVAL_SECS;
 pub use data::MAX_KEYWORDS;
 pub use error::{FieldError, MAX_ERRORS, ValidationError};
 pub use keywords::LEGACY_MAX_CHARS;
@@ -96,8 +96,8 @@ pub struct Prepared {
     pub to: String,
     /// The template_id (OA/MP) or the msgtype (WeCom).
     pub template: String,
-    /// The full WeChat body as JSON text, except `access_token` (query string) and, for OA
-    /// templates, `client_msg_id` (see [`with_client_msg_id`]). Text, not a `Value`: it is what
+    /// The full WeChat body as JSON text, except `access_token` (query string); an OA template's
+    /// has `client_msg_id` when a message id was given. Text, not a `Value`: it is what
     /// is stored and sent, and a million of them fit in a few hundred MB.
     pub body: String,
 }
@@ -124,8 +124,13 @@ pub struct PreparedCampaign {
     pub messages: Vec<Prepared>,
 }
 
-/// Checks one message for `app` and builds its WeChat body.
-pub fn prepare(app: &App, req: MessageRequest) -> Result<Prepared, ValidationError> {
+/// Checks one message for `app` and builds its WeChat body; `message_id` is the id it is
+/// stored under, which an OA template body carries as `client_msg_id` (`None`: left out).
+pub fn prepare(
+    app: &App,
+    req: MessageRequest,
+    message_id: Option<&str>,
+) -> Result<Prepared, ValidationError> {
     let kind = req.content.kind;
     content::check_kind(app, kind)?;
     let mut errs = Errors::default();
@@ -166,7 +171,9 @@ pub fn prepare(app: &App, req: MessageRequest) -> Result<Prepared, ValidationErr
             }
             errs.finish(())?;
             let none = Data::new();
-            let body = body::keyword_message(&to, &k.template_id, &k.extra, &k.defaults, &none);
+            let client_msg_id = message_id.filter(|_| kind == MessageType::Template);
+            let data = (&k.defaults, &none);
+            let body = body::keyword_message(&to, &k.template_id, &k.extra, data, client_msg_id);
             Ok(Prepared {
                 kind,
                 to,
@@ -239,7 +246,8 @@ impl CampaignBuilder {
     }
 
     /// Checks the next recipient; its message, unless a problem was found (in it or before).
-    pub fn push(&mut self, mut r: Recipient) -> Option<Prepared> {
+    /// `message_id` is as for [`prepare`].
+    pub fn push(&mut self, mut r: Recipient, message_id: Option<&str>) -> Option<Prepared> {
         let i = self.seen;
         self.seen += 1;
         let kind = self.kind;
@@ -264,8 +272,10 @@ impl CampaignBuilder {
                 content::check_keywords(k.platform, &mut r.data, k.truncate, errs, line, || {
                     path("data")
                 });
+                let client_msg_id = message_id.filter(|_| kind == MessageType::Template);
                 errs.is_empty().then(|| {
-                    body::keyword_message(&r.to, &k.template_id, &k.extra, &k.defaults, &r.data)
+                    let data = (&k.defaults, &r.data);
+                    body::keyword_message(&r.to, &k.template_id, &k.extra, data, client_msg_id)
                 })
             }
             Shared::Wecom(w) => {
@@ -302,7 +312,8 @@ impl CampaignBuilder {
     }
 }
 
-/// Checks a whole campaign held in memory (see [`CampaignBuilder`] for one that streams).
+/// Checks a whole campaign held in memory (see [`CampaignBuilder`] for one that streams),
+/// without message ids (no `client_msg_id`).
 pub fn prepare_campaign(
     app: &App,
     req: CampaignRequest,
@@ -311,7 +322,7 @@ pub fn prepare_campaign(
     let messages: Vec<Prepared> = req
         .recipients
         .into_iter()
-        .filter_map(|r| builder.push(r))
+        .filter_map(|r| builder.push(r, None))
         .collect();
     let spec = builder.spec();
     builder.finish()?;

@@ -119,6 +119,9 @@ pub(crate) struct Inner {
 impl Inner {
     pub(crate) fn gate(&self, app: &str) -> Arc<AppGate> {
         let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(gate) = gates.get(app) {
+            return gate.clone();
+        }
         gates
             .entry(app.to_string())
             .or_insert_with(|| {

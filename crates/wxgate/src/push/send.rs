@@ -148,16 +148,22 @@ async fn call(inner: &Inner, mut c: Claimed, gate: &super::gate::AppGate) -> Fin
             return next(retry(due, false, e.wechat_errcode(), reason), None);
         }
     };
-    let url = match c.kind {
+    let endpoint = || match c.kind {
         MessageKind::Template => inner.wechat.url("/cgi-bin/message/template/send"),
         MessageKind::Subscribe => inner.wechat.url("/cgi-bin/message/subscribe/send"),
         MessageKind::Wecom => inner.wecom.url("/cgi-bin/message/send"),
     };
+    let secret = token.value.expose();
+    let request = match gate.send_url(c.kind, token.generation, secret, endpoint) {
+        Some(url) => inner.http.post(url),
+        // Not a URL (the config check makes this unreachable): reqwest reports it.
+        None => inner
+            .http
+            .post(endpoint())
+            .query(&[("access_token", secret)]),
+    };
     let started = Instant::now();
-    let sent = inner
-        .http
-        .post(url)
-        .query(&[("access_token", token.value.expose())])
+    let sent = request
         .header("content-type", "application/json")
         // The body is needed once: moved into the request, not copied per send.
         .body(std::mem::take(&mut c.body))
@@ -169,8 +175,7 @@ async fn call(inner: &Inner, mut c: Claimed, gate: &super::gate::AppGate) -> Fin
         Err(e) => Err(SendError::Transport(e.without_url())),
     };
     let latency_ms = started.elapsed().as_millis() as i64;
-    metrics::histogram!("wxgate_push_send_seconds", "app" => c.app.clone())
-        .record(started.elapsed().as_secs_f64());
+    gate.record_send_seconds(started.elapsed().as_secs_f64());
     let at_ms = inner.clock.now_ms();
     let record = |outcome, errcode, errmsg: Option<String>, msgid, detail| AttemptRecord {
         at_ms,
@@ -205,7 +210,7 @@ async fn call(inner: &Inner, mut c: Claimed, gate: &super::gate::AppGate) -> Fin
         let bad = reply.invaliduser.filter(|u| !u.is_empty());
         let single = !c.recipient.contains('|') && c.recipient != crate::message::ALL;
         if let Some(bad) = bad.as_ref().filter(|_| !single) {
-            count(&c, "sent", Some(0));
+            gate.count_sent(c.kind);
             let detail = Some(format!("WeCom could not deliver to: {bad}"));
             let attempt = record(AttemptOutcome::Sent, Some(0), errmsg, msgid.clone(), detail);
             return next(Next::Sent { msgid }, Some(attempt));
@@ -221,7 +226,7 @@ async fn call(inner: &Inner, mut c: Claimed, gate: &super::gate::AppGate) -> Fin
             };
             return next(failed, Some(attempt));
         }
-        count(&c, "sent", Some(0));
+        gate.count_sent(c.kind);
         let attempt = record(AttemptOutcome::Sent, Some(0), errmsg, msgid.clone(), None);
         return next(Next::Sent { msgid }, Some(attempt));
     }

@@ -37,11 +37,16 @@ fn wecom() -> App {
     app(AppKind::Wecom)
 }
 
-/// `prepare` on a JSON body (with `app` added).
-fn send(app: &App, mut body: Value) -> Result<Prepared, ValidationError> {
+/// `prepare` on a JSON body (with `app` added), without a message id.
+fn send(app: &App, body: Value) -> Result<Prepared, ValidationError> {
+    send_as(app, body, None)
+}
+
+/// `prepare` on a JSON body (with `app` added) for a message stored as `id`.
+fn send_as(app: &App, mut body: Value, id: Option<&str>) -> Result<Prepared, ValidationError> {
     body["app"] = json!("demo");
     let req: MessageRequest = serde_json::from_value(body).expect("request parses");
-    prepare(app, req)
+    prepare(app, req, id)
 }
 
 /// The (field, rule) pairs of a refused message; panics if it was accepted.
