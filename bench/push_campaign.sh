@@ -27,9 +27,9 @@ curl -fsS -o /dev/null -X PUT -H 'content-type: application/json' -d "{\"latency
   WXGATE_DATABASE_URL="sqlite://$WORK/wxgate.db" WXGATE_MASTER_KEY_FILE="$WORK/wxgate.key" \
   WXGATE_WECHAT_API_BASE="$SIM" WXGATE_WECOM_API_BASE="$SIM" \
   WXGATE_APPS='[{id="shop",kind="official_account",appid="wxdemo_oa",secret="demo-oa-secret"}]' \
-  exec "$OLDPWD/target/release/wxgate" serve >"$WORK/gw.log" 2>&1) & PIDS+=($!)
+  exec "${BENCH_WXGATE:-$OLDPWD/target/release/wxgate}" serve >"$WORK/gw.log" 2>&1) & PIDS+=($!)
 wait_up "$GW/healthz"
-GW_PID="$(pgrep -f "target/release/wxgate serve" | while read -r p; do grep -q "$WORK" /proc/$p/environ 2>/dev/null && echo "$p"; done | head -1)"
+GW_PID="$(pgrep -f "wxgate.* serve" | while read -r p; do grep -q "$WORK" /proc/$p/environ 2>/dev/null && echo "$p"; done | head -1)"
 
 python3 - "$N" >"$WORK/campaign.csv" <<'PY'
 import sys
