@@ -33,20 +33,11 @@ pub(super) const CLAIM: &str = concat!(
     active_apps!(),
     ", picked AS ( \
          SELECT d.id FROM active a CROSS JOIN LATERAL ( \
-             SELECT * FROM ( \
-                 SELECT m.id, 0 AS lane, m.due_at_ms FROM messages m \
-                 WHERE m.state IN ('pending', 'sending') AND m.campaign_id IS NULL \
-                     AND m.app = a.app AND m.due_at_ms <= $4 \
-                 ORDER BY m.due_at_ms LIMIT LEAST($6, $7) FOR UPDATE SKIP LOCKED) s \
-             UNION ALL \
-             SELECT * FROM ( \
-                 SELECT m.id, 1 AS lane, m.due_at_ms FROM messages m \
-                 WHERE m.state IN ('pending', 'sending') AND m.app = a.app \
-                     AND m.due_at_ms <= $4 \
-                 ORDER BY m.due_at_ms LIMIT LEAST($6, $7) FOR UPDATE SKIP LOCKED) c \
-             ORDER BY lane, due_at_ms LIMIT LEAST($6, $7)) d \
+             SELECT m.id, m.due_at_ms FROM messages m \
+             WHERE m.state IN ('pending', 'sending') AND m.app = a.app AND m.due_at_ms <= $4 \
+             ORDER BY m.due_at_ms LIMIT $7 FOR UPDATE SKIP LOCKED) d \
          WHERE a.app IS NOT NULL AND NOT (a.app = ANY($5)) \
-         ORDER BY d.lane, d.due_at_ms LIMIT $6) \
+         ORDER BY d.due_at_ms LIMIT $6) \
      UPDATE messages SET \
          state = 'sending', \
          claims = messages.claims + 1, \

@@ -27,20 +27,13 @@ macro_rules! active_apps {
 }
 
 /// Moves up to `$6` rows that are due (pending and due, or sending with an expired lease: for a
-/// sending row `due_at_ms` is the lease end) into `sending` under a new lease, at most `$7` per
-/// app, skipping the apps in the JSON array `$5`: single messages first, then campaign
-/// messages, each oldest due first. `SET` expressions read the row as it was before the
-/// update, so `claims + 1` is the new claim number and `state = 'sending'` tells a takeover of
-/// an expired lease.
-///
-/// Singles first: a message sent on its own (a verification code, an order notice) does not
-/// wait behind the million messages of a campaign of its app queued before it. They are read
-/// from their own index (`messages_due_single`); a single also found in the second arm takes
-/// two of the app's `$7` places, and that only when singles are the earliest due anyway.
+/// sending row `due_at_ms` is the lease end) into `sending` under a new lease, oldest due
+/// first, at most `$7` per app, skipping the apps in the JSON array `$5`. `SET` expressions
+/// read the row as it was before the update, so `claims + 1` is the new claim number and
+/// `state = 'sending'` tells a takeover of an expired lease.
 ///
 /// `m.rowid IN (correlated subquery … LIMIT)` is SQLite's spelling of a LATERAL join: for each
-/// active app, its earliest due rows, read from the index alone. No app gives more than the
-/// claim takes (`MIN($6, $7)`): rows read and sorted only to be dropped cost ~1 ms a claim.
+/// active app, its earliest due rows, read from the index alone.
 pub(super) const CLAIM: &str = concat!(
     active_apps!(),
     "UPDATE messages SET \
@@ -55,21 +48,11 @@ pub(super) const CLAIM: &str = concat!(
          updated_at_ms = $4 \
      WHERE rowid IN ( \
          SELECT m.rowid FROM active a JOIN messages m ON m.rowid IN ( \
-             SELECT r FROM ( \
-                 SELECT r, lane, due FROM ( \
-                     SELECT d.rowid AS r, 0 AS lane, d.due_at_ms AS due FROM messages d \
-                     WHERE d.state IN ('pending', 'sending') AND d.campaign_id IS NULL \
-                         AND d.app = a.app AND d.due_at_ms <= $4 \
-                     ORDER BY d.due_at_ms LIMIT MIN($6, $7)) \
-                 UNION ALL \
-                 SELECT r, lane, due FROM ( \
-                     SELECT d.rowid AS r, 1 AS lane, d.due_at_ms AS due FROM messages d \
-                     WHERE d.state IN ('pending', 'sending') AND d.app = a.app \
-                         AND d.due_at_ms <= $4 \
-                     ORDER BY d.due_at_ms LIMIT MIN($6, $7)) \
-                 ORDER BY lane, due LIMIT MIN($6, $7))) \
+             SELECT d.rowid FROM messages d \
+             WHERE d.state IN ('pending', 'sending') AND d.app = a.app AND d.due_at_ms <= $4 \
+             ORDER BY d.due_at_ms LIMIT $7) \
          WHERE a.app IS NOT NULL AND a.app NOT IN (SELECT value FROM json_each($5)) \
-         ORDER BY m.campaign_id IS NOT NULL, m.due_at_ms LIMIT $6) \
+         ORDER BY m.due_at_ms LIMIT $6) \
      RETURNING id, app, kind, campaign_id, recipient, template, body, attempts, claims, \
          first_claimed_at_ms, created_at_ms, lease_token, lease_until_ms, takeover_claim"
 );

@@ -101,52 +101,6 @@ async fn per_app_claims_take_at_most_that_many_of_each_app(db: TestDb) {
     assert_eq!(ids(&got), ["a2", "a3", "b1", "b2"]);
 }
 
-/// A single message is claimed before the campaign messages of its app queued before it, and
-/// before other apps' campaign messages; the per-app cap still holds.
-async fn singles_are_claimed_before_campaign_messages(db: TestDb) {
-    let store = &db.store;
-    let rows = recipients("r", 50);
-    store
-        .create_campaign(&campaign("c1", "oa", T0 - 1_000), &rows, T0)
-        .await
-        .unwrap();
-    store
-        .create_campaign(&campaign("c2", "crm", T0 - 1_000), &recipients("q", 50), T0)
-        .await
-        .unwrap();
-    insert(store, "s-oa", "oa", T0 - 10).await;
-    insert(store, "s-crm", "crm", T0 - 5).await;
-
-    let got = store
-        .claim_due_per_app("w", T0, LEASE, 3, 2, &[])
-        .await
-        .unwrap();
-    let singles: Vec<&str> = got
-        .iter()
-        .filter(|c| c.campaign_id.is_none())
-        .map(|c| c.id.as_str())
-        .collect();
-    assert_eq!(got.len(), 3);
-    assert!(
-        singles.contains(&"s-oa") && singles.contains(&"s-crm"),
-        "both singles in a claim of 3 with 100 older campaign messages: {:?}",
-        ids(&got)
-    );
-    for app in ["oa", "crm"] {
-        assert!(
-            got.iter().filter(|c| c.app == app).count() <= 2,
-            "per-app cap"
-        );
-    }
-    // Then the campaigns, oldest due first.
-    let next = store
-        .claim_due_per_app("w", T0, LEASE, 10, 5, &[])
-        .await
-        .unwrap();
-    assert_eq!(next.len(), 10);
-    assert!(next.iter().all(|c| c.campaign_id.is_some()));
-}
-
 async fn next_due_is_none_when_nothing_is_active(db: TestDb) {
     let store = &db.store;
     assert_eq!(store.next_due_ms(&[]).await.unwrap(), None);
@@ -302,7 +256,6 @@ contract!(
     claims_due_messages_oldest_first_and_not_before_send_at,
     paused_apps_are_skipped,
     per_app_claims_take_at_most_that_many_of_each_app,
-    singles_are_claimed_before_campaign_messages,
     next_due_is_none_when_nothing_is_active,
     an_expired_lease_is_taken_over_and_says_so,
     extended_leases_are_not_taken_over,
