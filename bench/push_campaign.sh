@@ -6,6 +6,7 @@
 # during the upload, the delivery rate from the first to the last send, the gateway's peak RSS and
 # its CPU seconds per 1,000 messages, and checks wxsim's counts (every recipient delivered once,
 # no duplicate deliveries).
+# BENCH_SINGLES=0: the probe reads tokens only (no single messages).
 # BENCH_PROFILE=<file>: also records the gateway with `perf record` (user space, call graphs from
 # DWARF) from the upload's start to the campaign's end, into <file> (`perf report -i <file>`).
 # Prints ONE JSON line on stdout; progress goes to stderr.
@@ -63,7 +64,7 @@ def singles():
         while call("GET", "/v1/messages/" + m["id"])["state"] in ("pending", "sending"):
             time.sleep(0.005)
         single.append(time.monotonic() - t); time.sleep(0.2)
-ts = [threading.Thread(target=tokens), threading.Thread(target=singles)]
+ts = [threading.Thread(target=tokens)] + ([threading.Thread(target=singles)] if os.environ.get("BENCH_SINGLES", "1") != "0" else [])
 [t.start() for t in ts]; [t.join() for t in ts]
 def pct(v, p): v = sorted(v); return round(v[min(len(v) - 1, int(len(v) * p))] * 1000, 1) if v else None
 print(json.dumps({"token_reads": len(tok), "token_p99_ms": pct(tok, 0.99), "token_max_ms": pct(tok, 1.0),
