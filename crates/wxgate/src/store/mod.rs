@@ -53,7 +53,7 @@ pub use options::StoreOptions;
 pub use outbox::{
     ABANDONED_AFTER_MS, AttemptOutcome, AttemptRecord, CampaignInserted, CampaignMessage,
     CampaignRecord, CampaignStatus, CampaignUpload, Cancel, Claimed, ExistingCampaign, ExportRow,
-    Finish, IdSeq, Idempotency, Inserted, Lease, LoggedAttempt, MessageFilter, MessageKind,
+    Finish, IdSeq, Idempotency, Inserted, Lane, Lease, LoggedAttempt, MessageFilter, MessageKind,
     MessageRecord, MessageState, MessageSummary, NewCampaign, NewMessage, Next, QueueDepth,
     StateCounts, UPLOAD_CHUNK, new_id, new_ids,
 };

@@ -42,12 +42,32 @@ macro_rules! recipient_key {
 }
 pub(crate) use recipient_key;
 
+/// `active(app)`: the apps that have pending or sending messages (narrowed by `$only`, a
+/// condition on the row's columns, unqualified), one index seek each (a "loose index scan"),
+/// ending with a NULL row. The same SQL for both backends.
+macro_rules! active_apps {
+    ($only:literal) => {
+        concat!(
+            "WITH RECURSIVE active(app) AS ( \
+                 SELECT MIN(app) FROM messages WHERE state IN ('pending', 'sending') ",
+            $only,
+            " UNION ALL \
+                 SELECT (SELECT MIN(m.app) FROM messages m \
+                         WHERE m.state IN ('pending', 'sending') AND m.app > active.app ",
+            $only,
+            ") FROM active WHERE active.app IS NOT NULL) "
+        )
+    };
+}
+pub(crate) use active_apps;
+
 mod queue;
 mod reads;
 mod types;
 mod upload;
 mod writes;
 
+pub use queue::Lane;
 pub(crate) use queue::{
     Applied, AttemptRow, ClaimArgs, ClaimRow, FinishRow, INSERT_CAMPAIGN, KINDS, OutboxQueue,
     attempt_rows, bind_campaign,

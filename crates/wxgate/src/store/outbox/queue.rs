@@ -74,6 +74,16 @@ pub(crate) use bind_campaign;
 /// The leases (message id, lease token) a finish batch applied.
 pub(crate) type Applied = HashSet<(String, String)>;
 
+/// Which due messages a claim takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lane {
+    /// Every due message.
+    All,
+    /// Single messages only (not of a campaign), from their own index. A separate statement,
+    /// not one claim of both lanes: as one (a per-app UNION), the claim got costlier.
+    Singles,
+}
+
 /// One claim statement's inputs.
 pub(crate) struct ClaimArgs<'a> {
     pub owner: &'a str,
@@ -84,6 +94,8 @@ pub(crate) struct ClaimArgs<'a> {
     pub limit: u32,
     pub per_app: u32,
     pub skip_apps: &'a [String],
+    /// Single messages only (no campaign).
+    pub singles: bool,
 }
 
 /// A claimed row as the claim statement returns it.
@@ -243,6 +255,22 @@ impl Store {
         per_app: u32,
         skip_apps: &[String],
     ) -> Result<Vec<Claimed>, StoreError> {
+        let lease = (owner, now_ms, lease_ms);
+        self.claim_due_in(Lane::All, lease, limit, per_app, skip_apps)
+            .await
+    }
+
+    /// [`claim_due_per_app`](Self::claim_due_per_app) in `lane`, with the lease as (owner,
+    /// now_ms, lease_ms). [`Lane::Singles`] is what a dispatcher claims first, so a single
+    /// message does not wait behind the campaign of its app queued before it.
+    pub async fn claim_due_in(
+        &self,
+        lane: Lane,
+        (owner, now_ms, lease_ms): (&str, i64, i64),
+        limit: u32,
+        per_app: u32,
+        skip_apps: &[String],
+    ) -> Result<Vec<Claimed>, StoreError> {
         if limit == 0 || per_app == 0 {
             return Ok(Vec::new());
         }
@@ -255,6 +283,7 @@ impl Store {
             limit,
             per_app: per_app.min(limit),
             skip_apps,
+            singles: lane == Lane::Singles,
         };
         let rows = on_backend!(self, b => b.claim(&args).await?);
         let mut claimed = rows

@@ -5,36 +5,28 @@
 use super::PgStore;
 use crate::store::StoreError;
 use crate::store::outbox::{
-    Applied, ClaimArgs, ClaimRow, FinishRow, KINDS, Lease, OutboxQueue, attempt_rows,
+    Applied, ClaimArgs, ClaimRow, FinishRow, KINDS, Lease, OutboxQueue, active_apps, attempt_rows,
 };
-
-/// `active(app)`: the apps that have pending or sending messages, one index seek each (a
-/// "loose index scan" over `messages_due`), ending with a NULL row.
-macro_rules! active_apps {
-    () => {
-        "WITH RECURSIVE active(app) AS ( \
-             SELECT MIN(app) FROM messages WHERE state IN ('pending', 'sending') \
-             UNION ALL \
-             SELECT (SELECT MIN(m.app) FROM messages m \
-                     WHERE m.state IN ('pending', 'sending') AND m.app > active.app) \
-             FROM active WHERE active.app IS NOT NULL) "
-    };
-}
 
 /// For each active app not in `$5` (a text[]), its `$7` earliest due rows (pending and due, or
 /// sending with an expired lease), locked and skipping rows another claim has locked; the
-/// earliest `$6` of those move to `sending` under the new lease. `SET` reads the row as it was
-/// before the update (see the SQLite claim for every column).
+/// earliest `$6` of those move to `sending` under the new lease; `$only` narrows the rows
+/// (see [`CLAIM_SINGLES`]). `SET` reads the row as it was before the update (see the SQLite
+/// claim for every column).
 ///
 /// The picked rows are updated through `id = ANY (ARRAY(…))`, which is always a primary-key
 /// lookup. Joined as `FROM picked`, the planner hash-joined them against a sequential scan of
 /// `messages` until the table (history included) held well over 100,000 rows.
-pub(super) const CLAIM: &str = concat!(
-    active_apps!(),
-    ", picked AS ( \
+macro_rules! claim {
+    ($only:literal) => {
+        concat!(
+            active_apps!($only),
+            ", picked AS ( \
          SELECT d.id FROM active a CROSS JOIN LATERAL ( \
              SELECT m.id, m.due_at_ms FROM messages m \
-             WHERE m.state IN ('pending', 'sending') AND m.app = a.app AND m.due_at_ms <= $4 \
+             WHERE m.state IN ('pending', 'sending') ",
+            $only,
+            "AND m.app = a.app AND m.due_at_ms <= $4 \
              ORDER BY m.due_at_ms LIMIT $7 FOR UPDATE SKIP LOCKED) d \
          WHERE a.app IS NOT NULL AND NOT (a.app = ANY($5)) \
          ORDER BY d.due_at_ms LIMIT $6) \
@@ -54,11 +46,20 @@ pub(super) const CLAIM: &str = concat!(
          messages.recipient, messages.template, messages.body, messages.attempts, \
          messages.claims, messages.first_claimed_at_ms, messages.created_at_ms, \
          messages.lease_token, messages.lease_until_ms, messages.takeover_claim"
-);
+        )
+    };
+}
+
+/// Every due row.
+pub(super) const CLAIM: &str = claim!("");
+
+/// Single messages only (no campaign), from their own index (`messages_due_single`): claimed
+/// first, so they do not wait behind the campaigns of their app queued before them.
+pub(super) const CLAIM_SINGLES: &str = claim!("AND campaign_id IS NULL ");
 
 /// The earliest time anything of the apps not in `$1` becomes claimable, a lease end included.
 pub(super) const NEXT_DUE: &str = concat!(
-    active_apps!(),
+    active_apps!(""),
     "SELECT MIN((SELECT MIN(d.due_at_ms) FROM messages d \
                  WHERE d.state IN ('pending', 'sending') AND d.app = a.app)) \
      FROM active a WHERE a.app IS NOT NULL AND NOT (a.app = ANY($1))"
@@ -138,7 +139,8 @@ fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
 
 impl OutboxQueue for PgStore {
     async fn claim(&self, c: &ClaimArgs<'_>) -> Result<Vec<ClaimRow>, StoreError> {
-        let rows = sqlx::query_as(CLAIM)
+        let sql = if c.singles { CLAIM_SINGLES } else { CLAIM };
+        let rows = sqlx::query_as(sql)
             .bind(c.owner)
             .bind(c.nonce)
             .bind(c.until)

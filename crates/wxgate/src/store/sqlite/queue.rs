@@ -10,57 +10,62 @@
 use super::SqliteStore;
 use crate::store::StoreError;
 use crate::store::outbox::{
-    Applied, AttemptRow, ClaimArgs, ClaimRow, FinishRow, KINDS, Lease, OutboxQueue, attempt_rows,
+    Applied, AttemptRow, ClaimArgs, ClaimRow, FinishRow, KINDS, Lease, OutboxQueue, active_apps,
+    attempt_rows,
 };
-
-/// `active(app)`: the apps that have pending or sending messages, found with one index seek
-/// each (a "loose index scan" over `messages_due`), ending with a NULL row.
-macro_rules! active_apps {
-    () => {
-        "WITH RECURSIVE active(app) AS ( \
-             SELECT MIN(app) FROM messages WHERE state IN ('pending', 'sending') \
-             UNION ALL \
-             SELECT (SELECT MIN(m.app) FROM messages m \
-                     WHERE m.state IN ('pending', 'sending') AND m.app > active.app) \
-             FROM active WHERE active.app IS NOT NULL) "
-    };
-}
 
 /// Moves up to `$6` rows that are due (pending and due, or sending with an expired lease: for a
 /// sending row `due_at_ms` is the lease end) into `sending` under a new lease, oldest due
-/// first, at most `$7` per app, skipping the apps in the JSON array `$5`. `SET` expressions
-/// read the row as it was before the update, so `claims + 1` is the new claim number and
-/// `state = 'sending'` tells a takeover of an expired lease.
+/// first, at most `$7` per app, skipping the apps in the JSON array `$5`; `$only` narrows the
+/// rows (see [`CLAIM_SINGLES`]). `SET` expressions read the row as it was before the update,
+/// so `claims + 1` is the new claim number and `state = 'sending'` tells a takeover of an
+/// expired lease.
 ///
 /// `m.rowid IN (correlated subquery … LIMIT)` is SQLite's spelling of a LATERAL join: for each
 /// active app, its earliest due rows, read from the index alone.
-pub(super) const CLAIM: &str = concat!(
-    active_apps!(),
-    "UPDATE messages SET \
-         state = 'sending', \
-         claims = claims + 1, \
-         lease_owner = $1, \
-         lease_token = (claims + 1) || '.' || $2, \
-         lease_until_ms = $3, \
-         due_at_ms = $3, \
-         first_claimed_at_ms = COALESCE(first_claimed_at_ms, $4), \
-         takeover_claim = CASE WHEN state = 'sending' THEN claims + 1 ELSE takeover_claim END, \
-         updated_at_ms = $4 \
-     WHERE rowid IN ( \
-         SELECT m.rowid FROM active a JOIN messages m ON m.rowid IN ( \
-             SELECT d.rowid FROM messages d \
-             WHERE d.state IN ('pending', 'sending') AND d.app = a.app AND d.due_at_ms <= $4 \
-             ORDER BY d.due_at_ms LIMIT $7) \
-         WHERE a.app IS NOT NULL AND a.app NOT IN (SELECT value FROM json_each($5)) \
-         ORDER BY m.due_at_ms LIMIT $6) \
-     RETURNING id, app, kind, campaign_id, recipient, template, body, attempts, claims, \
-         first_claimed_at_ms, created_at_ms, lease_token, lease_until_ms, takeover_claim"
-);
+macro_rules! claim {
+    ($only:literal) => {
+        concat!(
+            active_apps!($only),
+            "UPDATE messages SET \
+                 state = 'sending', \
+                 claims = claims + 1, \
+                 lease_owner = $1, \
+                 lease_token = (claims + 1) || '.' || $2, \
+                 lease_until_ms = $3, \
+                 due_at_ms = $3, \
+                 first_claimed_at_ms = COALESCE(first_claimed_at_ms, $4), \
+                 takeover_claim = CASE WHEN state = 'sending' THEN claims + 1 \
+                     ELSE takeover_claim END, \
+                 updated_at_ms = $4 \
+             WHERE rowid IN ( \
+                 SELECT m.rowid FROM active a JOIN messages m ON m.rowid IN ( \
+                     SELECT d.rowid FROM messages d \
+                     WHERE d.state IN ('pending', 'sending') ",
+            $only,
+            "AND d.app = a.app AND d.due_at_ms <= $4 \
+                     ORDER BY d.due_at_ms LIMIT $7) \
+                 WHERE a.app IS NOT NULL AND a.app NOT IN (SELECT value FROM json_each($5)) \
+                 ORDER BY m.due_at_ms LIMIT $6) \
+             RETURNING id, app, kind, campaign_id, recipient, template, body, attempts, claims, \
+                 first_claimed_at_ms, created_at_ms, lease_token, lease_until_ms, takeover_claim"
+        )
+    };
+}
+
+/// Every due row.
+pub(super) const CLAIM: &str = claim!("");
+
+/// Single messages only (no campaign), from their own index (`messages_due_single`), active
+/// apps included: claimed first, so they do not wait behind the campaigns of their app queued
+/// before them, and ~30 µs when there are none (found through `messages_due`, the apps of a
+/// million-row campaign cost ~0.5 ms a claim).
+pub(super) const CLAIM_SINGLES: &str = claim!("AND campaign_id IS NULL ");
 
 /// The earliest time anything of the apps not skipped (`$1`) becomes claimable, a lease end
 /// included: one index seek per active app.
 pub(super) const NEXT_DUE: &str = concat!(
-    active_apps!(),
+    active_apps!(""),
     "SELECT MIN((SELECT MIN(d.due_at_ms) FROM messages d \
                  WHERE d.state IN ('pending', 'sending') AND d.app = a.app)) \
      FROM active a \
@@ -144,7 +149,8 @@ fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
 
 impl OutboxQueue for SqliteStore {
     async fn claim(&self, c: &ClaimArgs<'_>) -> Result<Vec<ClaimRow>, StoreError> {
-        let rows = sqlx::query_as(CLAIM)
+        let sql = if c.singles { CLAIM_SINGLES } else { CLAIM };
+        let rows = sqlx::query_as(sql)
             .bind(c.owner)
             .bind(c.nonce)
             .bind(c.until)

@@ -4,7 +4,7 @@
 
 use sqlx::SqlitePool;
 
-use super::queue::{CLAIM, FINISH, NEXT_DUE};
+use super::queue::{CLAIM, CLAIM_SINGLES, FINISH, NEXT_DUE};
 use crate::store::outbox::{EXPORT_AFTER, Param, list_sql};
 use crate::store::tests::TestDb;
 use crate::store::tests::testkit::*;
@@ -118,6 +118,16 @@ async fn the_claim_seeks_the_due_index_app_by_app() {
         !claim.contains("SCAN messages") && !claim.contains("SCAN m\n"),
         "{claim}"
     );
+    // Singles come from their own index, active apps included: never from messages_due, where
+    // a campaign's million rows are.
+    let singles = plan(&db.store, CLAIM_SINGLES, &binds).await;
+    for step in [
+        "SEARCH m USING INDEX messages_due_single (app>?)",
+        "SEARCH d USING INDEX messages_due_single (app=? AND due_at_ms<?)",
+    ] {
+        assert!(singles.contains(step), "{step}\n{singles}");
+    }
+    assert!(!singles.contains("messages_due "), "{singles}");
     let next = plan(&db.store, NEXT_DUE, &["[]"]).await;
     assert!(
         next.contains("SEARCH d USING COVERING INDEX messages_due (app=?)"),

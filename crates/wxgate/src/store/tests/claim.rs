@@ -5,7 +5,9 @@ use std::collections::HashSet;
 
 use super::testkit::*;
 use super::{TestDb, contract};
-use crate::store::{Claimed, Finish, Lease, MessageKind, MessageState, Next, StateCounts, Store};
+use crate::store::{
+    Claimed, Finish, Lane, Lease, MessageKind, MessageState, Next, StateCounts, Store,
+};
 
 async fn insert(store: &Store, id: &str, app: &str, due: i64) {
     let msg = message(id, app, due);
@@ -99,6 +101,47 @@ async fn per_app_claims_take_at_most_that_many_of_each_app(db: TestDb) {
         .await
         .unwrap();
     assert_eq!(ids(&got), ["a2", "a3", "b1", "b2"]);
+}
+
+/// The singles claim takes single messages only, from every app, however many older campaign
+/// messages are queued, and keeps the per-app cap; the claim of everything then takes the
+/// campaigns' messages, oldest due first.
+async fn singles_are_claimed_apart_from_campaign_messages(db: TestDb) {
+    let store = &db.store;
+    for (id, app, tag) in [("c1", "oa", "r"), ("c2", "crm", "q")] {
+        let rows = recipients(tag, 50);
+        store
+            .create_campaign(&campaign(id, app, T0 - 1_000), &rows, T0)
+            .await
+            .unwrap();
+    }
+    insert(store, "s-oa", "oa", T0 - 10).await;
+    insert(store, "s-oa2", "oa", T0 - 9).await;
+    insert(store, "s-crm", "crm", T0 - 5).await;
+
+    let singles = store
+        .claim_due_in(Lane::Singles, ("w", T0, LEASE), 10, 1, &[])
+        .await
+        .unwrap();
+    assert_eq!(ids(&singles), ["s-crm", "s-oa"], "one per app, the oldest");
+    let next = store
+        .claim_due_in(Lane::Singles, ("w", T0, LEASE), 10, 5, &[])
+        .await
+        .unwrap();
+    assert_eq!(ids(&next), ["s-oa2"]);
+    let rest = store
+        .claim_due_per_app("w", T0, LEASE, 10, 5, &[])
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 10);
+    assert!(rest.iter().all(|c| c.campaign_id.is_some()));
+    assert!(
+        store
+            .claim_due_in(Lane::Singles, ("w", T0, LEASE), 10, 5, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn next_due_is_none_when_nothing_is_active(db: TestDb) {
@@ -256,6 +299,7 @@ contract!(
     claims_due_messages_oldest_first_and_not_before_send_at,
     paused_apps_are_skipped,
     per_app_claims_take_at_most_that_many_of_each_app,
+    singles_are_claimed_apart_from_campaign_messages,
     next_due_is_none_when_nothing_is_active,
     an_expired_lease_is_taken_over_and_says_so,
     extended_leases_are_not_taken_over,
