@@ -1,7 +1,8 @@
 //! The dispatcher: claims due messages while this process holds fewer than `max_in_flight`,
 //! each app at most `limits::claim_budget` ahead (what it can start soon), single messages
-//! before campaign messages, and starts one send task per message. Idle, it sleeps until the next message is due, an app's pause ends, or
-//! the store announces new work ([`Change::Due`], from any instance on the store).
+//! before campaign messages, and starts one send task per message. Idle, it sleeps until the
+//! next message is due, an app's pause ends, or the store announces new work
+//! ([`Change::Due`], from any instance on the store).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +18,9 @@ use crate::store::{Change, Claimed, Finish, Lane};
 /// Longest idle sleep: a safety net for a missed notification.
 const IDLE_POLL_MS: i64 = 1000;
 /// Single messages are claimed ahead of campaign messages (so a verification code does not
-/// wait behind a campaign of its app), looked for on their own at most this often: that look
-/// is one more statement per claim, and claims come hundreds of times a second while a
-/// campaign is delivered (one statement more each cost ~20 % of the delivery rate).
+/// wait behind a campaign of its app), looked for on their own at most this often unless the
+/// last look found some: each look is one more store statement, and claims come hundreds of
+/// times a second while a campaign is delivered.
 const SINGLES_EVERY: Duration = Duration::from_millis(20);
 /// Queue depth for metrics every this long: it costs ~0.2 s of the store per million queued.
 const DEPTH_EVERY: Duration = Duration::from_secs(15);
@@ -62,7 +63,10 @@ pub(crate) async fn run(inner: Arc<Inner>, tx: mpsc::Sender<Finish>, stop: Cance
             singles_at = std::time::Instant::now();
         }
         let claimed = match claim(&inner, now, room, budget, &skip, look_for_singles).await {
-            Ok(c) => c,
+            Ok((c, singles)) => {
+                singles_found = singles;
+                c
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "claiming messages failed; retrying in 1 s");
                 tokio::select! {
@@ -72,7 +76,6 @@ pub(crate) async fn run(inner: Arc<Inner>, tx: mpsc::Sender<Finish>, stop: Cance
                 continue;
             }
         };
-        singles_found = look_for_singles && claimed.iter().any(|c| c.campaign_id.is_none());
         if claimed.is_empty() {
             let next = inner.store.next_due_ms(&skip).await.ok().flatten();
             let wait = next
@@ -118,7 +121,8 @@ pub(crate) async fn run(inner: Arc<Inner>, tx: mpsc::Sender<Finish>, stop: Cance
 
 /// Up to `room` due messages, at most `budget` of any one app: single messages first when
 /// `singles_first`, then the rest of the room from every message, oldest due first (an app
-/// with due singles may so get up to twice `budget`; singles are few).
+/// with due singles may so get up to twice `budget`; singles are few). Also whether the
+/// singles claim found any.
 async fn claim(
     inner: &Inner,
     now: i64,
@@ -126,7 +130,7 @@ async fn claim(
     budget: usize,
     skip: &[String],
     singles_first: bool,
-) -> Result<Vec<Claimed>, crate::store::StoreError> {
+) -> Result<(Vec<Claimed>, bool), crate::store::StoreError> {
     let (owner, lease_ms) = (
         &inner.settings.instance,
         inner.settings.lease.as_millis() as i64,
@@ -144,6 +148,7 @@ async fn claim(
             )
             .await?;
     }
+    let found_singles = !claimed.is_empty();
     let left = room - claimed.len();
     if left > 0 {
         let rest = inner
@@ -152,7 +157,7 @@ async fn claim(
             .await?;
         claimed.extend(rest);
     }
-    Ok(claimed)
+    Ok((claimed, found_singles))
 }
 
 async fn record_depth(inner: &Inner) {

@@ -79,8 +79,8 @@ pub(crate) type Applied = HashSet<(String, String)>;
 pub enum Lane {
     /// Every due message.
     All,
-    /// Single messages only (not of a campaign), from their own index. A separate statement,
-    /// not one claim of both lanes: as one (a per-app UNION), the claim got costlier.
+    /// Single messages only (not of a campaign), from their own index: a statement of its
+    /// own, claimed before [`Lane::All`], so no claim statement mixes the two lanes.
     Singles,
 }
 
@@ -94,8 +94,7 @@ pub(crate) struct ClaimArgs<'a> {
     pub limit: u32,
     pub per_app: u32,
     pub skip_apps: &'a [String],
-    /// Single messages only (no campaign).
-    pub singles: bool,
+    pub lane: Lane,
 }
 
 /// A claimed row as the claim statement returns it.
@@ -283,7 +282,7 @@ impl Store {
             limit,
             per_app: per_app.min(limit),
             skip_apps,
-            singles: lane == Lane::Singles,
+            lane,
         };
         let rows = on_backend!(self, b => b.claim(&args).await?);
         let mut claimed = rows

@@ -3,10 +3,10 @@
 //! (`jsonb_to_recordset`) built from the same JSON the SQLite backend reads.
 
 use super::PgStore;
-use crate::store::StoreError;
 use crate::store::outbox::{
     Applied, ClaimArgs, ClaimRow, FinishRow, KINDS, Lease, OutboxQueue, active_apps, attempt_rows,
 };
+use crate::store::{Lane, StoreError};
 
 /// For each active app not in `$5` (a text[]), its `$7` earliest due rows (pending and due, or
 /// sending with an expired lease), locked and skipping rows another claim has locked; the
@@ -139,7 +139,10 @@ fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
 
 impl OutboxQueue for PgStore {
     async fn claim(&self, c: &ClaimArgs<'_>) -> Result<Vec<ClaimRow>, StoreError> {
-        let sql = if c.singles { CLAIM_SINGLES } else { CLAIM };
+        let sql = match c.lane {
+            Lane::All => CLAIM,
+            Lane::Singles => CLAIM_SINGLES,
+        };
         let rows = sqlx::query_as(sql)
             .bind(c.owner)
             .bind(c.nonce)

@@ -8,11 +8,11 @@
 //! thread), and the batch shapes stay fixed, so every statement is prepared once.
 
 use super::SqliteStore;
-use crate::store::StoreError;
 use crate::store::outbox::{
     Applied, AttemptRow, ClaimArgs, ClaimRow, FinishRow, KINDS, Lease, OutboxQueue, active_apps,
     attempt_rows,
 };
+use crate::store::{Lane, StoreError};
 
 /// Moves up to `$6` rows that are due (pending and due, or sending with an expired lease: for a
 /// sending row `due_at_ms` is the lease end) into `sending` under a new lease, oldest due
@@ -149,7 +149,10 @@ fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
 
 impl OutboxQueue for SqliteStore {
     async fn claim(&self, c: &ClaimArgs<'_>) -> Result<Vec<ClaimRow>, StoreError> {
-        let sql = if c.singles { CLAIM_SINGLES } else { CLAIM };
+        let sql = match c.lane {
+            Lane::All => CLAIM,
+            Lane::Singles => CLAIM_SINGLES,
+        };
         let rows = sqlx::query_as(sql)
             .bind(c.owner)
             .bind(c.nonce)
