@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::ser::{SerializeMap, Serializer};
 use serde_json::Value;
 
+use super::MessageType;
 use super::request::{Data, Lang, MiniProgramLink, MiniProgramState, WecomMsgType};
 
 /// WeCom drops an identical body sent again within this many seconds (§5.1). Every WeCom body
@@ -95,6 +96,12 @@ impl KeywordExtra {
 /// About how many bytes `data` takes as `"name":{"value":"…"},` entries.
 fn data_json_len(data: &Data) -> usize {
     data.iter().map(|(n, v)| n.len() + v.len() + 16).sum()
+}
+
+/// The `client_msg_id` a `kind` body carries for a message stored as `message_id`: only OA
+/// template send knows the field (§3.1).
+pub fn client_msg_id(kind: MessageType, message_id: Option<&str>) -> Option<&str> {
+    message_id.filter(|_| kind == MessageType::Template)
 }
 
 /// An OA template or MP subscribe body: `defaults` merged with `overrides` (overrides win),

@@ -171,7 +171,7 @@ pub fn prepare(
             }
             errs.finish(())?;
             let none = Data::new();
-            let client_msg_id = message_id.filter(|_| kind == MessageType::Template);
+            let client_msg_id = body::client_msg_id(kind, message_id);
             let data = (&k.defaults, &none);
             let body = body::keyword_message(&to, &k.template_id, &k.extra, data, client_msg_id);
             Ok(Prepared {
@@ -272,7 +272,7 @@ impl CampaignBuilder {
                 content::check_keywords(k.platform, &mut r.data, k.truncate, errs, line, || {
                     path("data")
                 });
-                let client_msg_id = message_id.filter(|_| kind == MessageType::Template);
+                let client_msg_id = body::client_msg_id(kind, message_id);
                 errs.is_empty().then(|| {
                     let data = (&k.defaults, &r.data);
                     body::keyword_message(&r.to, &k.template_id, &k.extra, data, client_msg_id)
