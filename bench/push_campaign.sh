@@ -9,6 +9,7 @@
 # BENCH_SINGLES=0: the probe reads tokens only (no single messages).
 # BENCH_PROFILE=<file>: also records the gateway with `perf record` (user space, call graphs from
 # DWARF) from the upload's start to the campaign's end, into <file> (`perf report -i <file>`).
+# BENCH_PROFILE_UPLOAD=<file>: the same, from the upload's start to its 202 only.
 # Prints ONE JSON line on stdout; progress goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -77,8 +78,8 @@ CPU0="$(cpu "$GW_PID")"; SCPU0="$(cpu "$SIM_PID")"
 log "uploading a CSV campaign of $N recipients ($(du -h "$WORK/campaign.csv" | cut -f1))"
 python3 "$WORK/probe.py" "$GW" "$ADMIN" "$WORK/probe.stop" >"$WORK/probe.json" & PROBE=$!
 sleep 0.5
-if [ -n "${BENCH_PROFILE:-}" ]; then
-  perf record -q -F 299 -e cpu-clock --call-graph dwarf,8192 -o "$BENCH_PROFILE" -p "$GW_PID" 2>"$WORK/perf.log" & PERF=$!
+if [ -n "${BENCH_PROFILE:-}${BENCH_PROFILE_UPLOAD:-}" ]; then
+  perf record -q -F 299 -e cpu-clock --call-graph dwarf,8192 -o "${BENCH_PROFILE:-$BENCH_PROFILE_UPLOAD}" -p "$GW_PID" 2>"$WORK/perf.log" & PERF=$!
   sleep 0.5
 fi
 T0="$(date +%s.%N)"
@@ -86,6 +87,7 @@ ID="$(curl -fsS -X POST -T "$WORK/campaign.csv" -H "Authorization: Bearer $ADMIN
   "$GW/v1/campaigns?app=shop&type=template&template_id=TPL_ORDER" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
 T1="$(date +%s.%N)"
 CPU_UP="$(cpu "$GW_PID")"
+if [ -n "${BENCH_PROFILE_UPLOAD:-}" ]; then kill -INT "$PERF"; wait "$PERF" || true; fi
 touch "$WORK/probe.stop"; wait "$PROBE"
 RSS_UPLOAD_KB="$(awk '/VmHWM/ {print $2}' "/proc/$GW_PID/status")"
 log "accepted as $ID in $(python3 -c "print(round($T1-$T0,2))") s; waiting for delivery"
