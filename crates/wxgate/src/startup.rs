@@ -20,7 +20,7 @@ use crate::crypto::{KeySource, MasterKey};
 use crate::push::{PushSettings, Pusher};
 use crate::store::Store;
 use crate::token::TokenManager;
-use crate::wechat::{Upstream, http_client};
+use crate::wechat::{Client, http_client_for};
 
 /// A running gateway. `shutdown` stops it gracefully; dropping it stops it too.
 pub struct Gateway {
@@ -135,8 +135,12 @@ pub async fn start(cfg: Config, clock: Clock) -> anyhow::Result<Gateway> {
     let store = Store::connect_with(&cfg.database_url, &cfg.store_options())
         .await
         .context("opening the store (WXGATE_DATABASE_URL)")?;
-    let upstream = Upstream::new(
-        http_client(cfg.token.fetch_timeout),
+    let push_settings = PushSettings::from_config(&cfg.push);
+    // One pool for every call to WeChat: token fetches, sends, the proxy. It keeps an idle
+    // connection per concurrent send, or every send beyond the pool would open a new one;
+    // each kind of call sets its own timeout.
+    let client = Client::new(
+        http_client_for(cfg.token.fetch_timeout, push_settings.max_in_flight.max(64)),
         cfg.wechat_api_base.clone(),
         cfg.wecom_api_base.clone(),
     );
@@ -162,7 +166,7 @@ pub async fn start(cfg: Config, clock: Clock) -> anyhow::Result<Gateway> {
         .await
         .context("loading the apps (wxgate.toml and the store)")?;
     let tokens = TokenManager::with_refresher(
-        upstream,
+        client.clone(),
         clock,
         cfg.token.clone(),
         coord,
@@ -186,8 +190,8 @@ pub async fn start(cfg: Config, clock: Clock) -> anyhow::Result<Gateway> {
             store.clone(),
             tokens.clone(),
             apps.clone(),
-            (cfg.wechat_api_base.clone(), cfg.wecom_api_base.clone()),
-            PushSettings::from_config(&cfg.push),
+            client.clone(),
+            push_settings,
         );
         // The delivery workers; they stop with `stop`, recording the sends under way first.
         pusher.spawn(stop.clone())

@@ -40,10 +40,11 @@ use self::gate::AppGate;
 use self::leases::Held;
 use crate::apps::AppRegistry;
 use crate::clock::Clock;
-use crate::config::{ApiBase, PushConfig};
+use crate::config::PushConfig;
 use crate::coord::RedisCoord;
 use crate::store::{Finish, Store};
 use crate::token::TokenManager;
+use crate::wechat::Client;
 
 /// How the workers pace and retry.
 #[derive(Clone, Debug)]
@@ -98,9 +99,8 @@ pub(crate) struct Inner {
     pub store: Store,
     pub tokens: TokenManager,
     pub apps: AppRegistry,
-    pub http: reqwest::Client,
-    pub wechat: ApiBase,
-    pub wecom: ApiBase,
+    /// The WeChat call layer, shared with the token manager (one connection pool).
+    pub client: Client,
     pub clock: Clock,
     pub settings: PushSettings,
     /// Fleet mode: where limits, pauses and template rejections are shared.
@@ -156,10 +156,9 @@ impl Pusher {
         store: Store,
         tokens: TokenManager,
         apps: AppRegistry,
-        (wechat, wecom): (ApiBase, ApiBase),
+        client: Client,
         settings: PushSettings,
     ) -> Pusher {
-        let http = crate::wechat::http_client_for(settings.send_timeout, settings.max_in_flight);
         let clock = tokens.clock().clone();
         let coord = tokens.coord();
         let held = Held::new(limits::claim_budget(&settings));
@@ -168,9 +167,7 @@ impl Pusher {
                 store,
                 tokens,
                 apps,
-                http,
-                wechat,
-                wecom,
+                client,
                 clock,
                 settings,
                 coord,

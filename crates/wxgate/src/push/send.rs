@@ -9,9 +9,10 @@ use serde::Deserialize;
 
 use super::Inner;
 use crate::clock::next_shanghai_midnight_ms;
+use crate::config::AppKind;
 use crate::store::{AttemptOutcome, AttemptRecord, Claimed, Finish, MessageKind, Next};
-use crate::token::TokenError;
-use crate::wechat::{ErrClass, classify_call};
+use crate::token::{Token, TokenError};
+use crate::wechat::{Answer, Called, Client, ErrClass, classify_call};
 
 /// WeCom forgets a body for duplicate checking after this (we send 1800 s).
 const WECOM_DUPLICATE_WINDOW_MS: i64 = 1_800_000;
@@ -42,6 +43,55 @@ struct Reply {
     invaliduser: Option<String>,
 }
 
+/// One call's answer, and when it came.
+struct Sent {
+    reply: Result<Reply, SendError>,
+    at_ms: i64,
+    latency_ms: i64,
+}
+
+impl Answer for Sent {
+    fn errcode(&self) -> Option<i64> {
+        self.reply.as_ref().ok().map(|r| r.errcode)
+    }
+}
+
+impl Sent {
+    fn record(
+        &self,
+        inner: &Inner,
+        outcome: AttemptOutcome,
+        errcode: Option<i64>,
+        errmsg: Option<String>,
+        msgid: Option<String>,
+        detail: Option<String>,
+    ) -> AttemptRecord {
+        AttemptRecord {
+            at_ms: self.at_ms,
+            instance: inner.settings.instance.clone(),
+            latency_ms: self.latency_ms,
+            errcode,
+            errmsg,
+            msgid,
+            outcome,
+            detail,
+        }
+    }
+}
+
+/// Where a message of `kind` is sent.
+fn endpoint(client: &Client, kind: MessageKind) -> String {
+    match kind {
+        MessageKind::Template => {
+            client.url(AppKind::OfficialAccount, "/cgi-bin/message/template/send")
+        }
+        MessageKind::Subscribe => {
+            client.url(AppKind::MiniProgram, "/cgi-bin/message/subscribe/send")
+        }
+        MessageKind::Wecom => client.url(AppKind::Wecom, "/cgi-bin/message/send"),
+    }
+}
+
 /// Send one claimed message and say what becomes of it; `None` when its lease was found taken
 /// over while it waited (another worker has it now, and it is not sent from here).
 pub(crate) async fn deliver(inner: &Inner, c: Claimed, lost: &AtomicBool) -> Option<Finish> {
@@ -54,6 +104,7 @@ pub(crate) async fn deliver(inner: &Inner, c: Claimed, lost: &AtomicBool) -> Opt
         lease_token: c.lease_token.clone(),
         next,
         attempt,
+        before: None,
     };
     if let Some(reason) = unsafe_to_send(inner, &c, now) {
         count(&c, "unknown", None);
@@ -84,6 +135,7 @@ async fn unknown_app(inner: &Inner, c: &Claimed, now: i64) -> Option<Finish> {
         lease_token: c.lease_token.clone(),
         next,
         attempt: None,
+        before: None,
     };
     if now - c.first_claimed_at_ms >= UNKNOWN_APP_GRACE_MS {
         count(c, "failed", None);
@@ -116,6 +168,7 @@ async fn call(inner: &Inner, mut c: Claimed, gate: &super::gate::AppGate) -> Fin
         lease_token: c.lease_token.clone(),
         next,
         attempt,
+        before: None,
     };
     // Checked after the wait for a slot, when sends ahead of this one have had their answer.
     if let Some((code, why)) = gate.template_rejected(&c.template, inner.clock.now_ms()) {
@@ -129,8 +182,49 @@ async fn call(inner: &Inner, mut c: Claimed, gate: &super::gate::AppGate) -> Fin
             None,
         );
     }
-    let token = match inner.tokens.get(&c.app).await {
-        Ok(t) => t,
+    let kind = c.kind;
+    // Moved into the first request and shared by the replay, never copied per send.
+    let body = bytes::Bytes::from(std::mem::take(&mut c.body));
+    let called = inner
+        .client
+        .with_token(&inner.tokens, &c.app, true, |token: Token| {
+            let secret = token.value.expose();
+            let endpoint = || endpoint(&inner.client, kind);
+            let request = match gate.send_url(kind, token.generation, secret, endpoint) {
+                Some(url) => inner.client.http().post(url),
+                // Not a URL (the config check makes this unreachable): reqwest reports it.
+                None => inner
+                    .client
+                    .http()
+                    .post(endpoint())
+                    .query(&[("access_token", secret)]),
+            };
+            let request = request
+                .timeout(inner.settings.send_timeout)
+                .header("content-type", "application/json")
+                .body(body.clone());
+            async move {
+                let started = Instant::now();
+                let reply = match request.send().await {
+                    Ok(resp) if resp.status().is_success() => {
+                        resp.json::<Reply>().await.map_err(Into::into)
+                    }
+                    Ok(resp) => Err(SendError::Http(resp.status().as_u16())),
+                    Err(e) => Err(SendError::Transport(e.without_url())),
+                };
+                gate.record_send_seconds(started.elapsed().as_secs_f64());
+                Sent {
+                    reply,
+                    at_ms: inner.clock.now_ms(),
+                    latency_ms: started.elapsed().as_millis() as i64,
+                }
+            }
+        })
+        .await;
+    let Called {
+        answer, refused, ..
+    } = match called {
+        Ok(called) => called,
         Err(TokenError::UnknownApp(app)) => {
             let reason = format!("app {app:?} no longer exists");
             return next(
@@ -148,49 +242,33 @@ async fn call(inner: &Inner, mut c: Claimed, gate: &super::gate::AppGate) -> Fin
             return next(retry(due, false, e.wechat_errcode(), reason), None);
         }
     };
-    let endpoint = || match c.kind {
-        MessageKind::Template => inner.wechat.url("/cgi-bin/message/template/send"),
-        MessageKind::Subscribe => inner.wechat.url("/cgi-bin/message/subscribe/send"),
-        MessageKind::Wecom => inner.wecom.url("/cgi-bin/message/send"),
+    // A token refused and replaced in place: on record, not counted as an attempt.
+    let before = refused.map(|r| {
+        let code = r.errcode();
+        count(&c, "refresh", code);
+        let errmsg = r
+            .reply
+            .as_ref()
+            .ok()
+            .map(|r| r.errmsg.clone())
+            .filter(|m| !m.is_empty());
+        r.record(inner, AttemptOutcome::Refresh, code, errmsg, None, None)
+    });
+    let next = |next: Next, attempt: Option<AttemptRecord>| Finish {
+        id: c.id.clone(),
+        lease_token: c.lease_token.clone(),
+        next,
+        attempt,
+        before: before.clone(),
     };
-    let secret = token.value.expose();
-    let request = match gate.send_url(c.kind, token.generation, secret, endpoint) {
-        Some(url) => inner.http.post(url),
-        // Not a URL (the config check makes this unreachable): reqwest reports it.
-        None => inner
-            .http
-            .post(endpoint())
-            .query(&[("access_token", secret)]),
+    let record = |outcome, errcode, errmsg: Option<String>, msgid, detail| {
+        answer.record(inner, outcome, errcode, errmsg, msgid, detail)
     };
-    let started = Instant::now();
-    let sent = request
-        .header("content-type", "application/json")
-        // The body is needed once: moved into the request, not copied per send.
-        .body(std::mem::take(&mut c.body))
-        .send()
-        .await;
-    let reply = match sent {
-        Ok(resp) if resp.status().is_success() => resp.json::<Reply>().await.map_err(Into::into),
-        Ok(resp) => Err(SendError::Http(resp.status().as_u16())),
-        Err(e) => Err(SendError::Transport(e.without_url())),
-    };
-    let latency_ms = started.elapsed().as_millis() as i64;
-    gate.record_send_seconds(started.elapsed().as_secs_f64());
-    let at_ms = inner.clock.now_ms();
-    let record = |outcome, errcode, errmsg: Option<String>, msgid, detail| AttemptRecord {
-        at_ms,
-        instance: inner.settings.instance.clone(),
-        latency_ms,
-        errcode,
-        errmsg,
-        msgid,
-        outcome,
-        detail,
-    };
-    let reply = match reply {
+    let at_ms = answer.at_ms;
+    let reply = match &answer.reply {
         Ok(r) => r,
         Err(e) => {
-            let (n, outcome) = after_no_answer(inner, &c, &e, at_ms);
+            let (n, outcome) = after_no_answer(inner, &c, e, at_ms);
             count(&c, outcome.as_str(), None);
             return next(
                 n,
@@ -207,7 +285,7 @@ async fn call(inner: &Inner, mut c: Claimed, gate: &super::gate::AppGate) -> Fin
     if code == 0 {
         // WeCom answers 0 with the ids it could not reach: a message to one user failed; one to
         // several was delivered to the others, and the log says to whom it was not.
-        let bad = reply.invaliduser.filter(|u| !u.is_empty());
+        let bad = reply.invaliduser.clone().filter(|u| !u.is_empty());
         let single = !c.recipient.contains('|') && c.recipient != crate::message::ALL;
         if let Some(bad) = bad.as_ref().filter(|_| !single) {
             gate.count_sent(c.kind);
@@ -233,8 +311,8 @@ async fn call(inner: &Inner, mut c: Claimed, gate: &super::gate::AppGate) -> Fin
     let reason = format!("WeChat errcode {code}: {}", reply.errmsg);
     let (n, outcome) = match classify_call(code) {
         ErrClass::Refresh => {
-            // Compare-and-invalidate: refreshes once however many sends report this token.
-            let _ = inner.tokens.invalidate(&c.app, token.value.expose()).await;
+            // Refused again after `with_token`'s one refresh and replay (both reported): try
+            // again later rather than loop here.
             let n = retry(at_ms, c.claims > FREE_REFRESHES, Some(code), reason);
             (n, AttemptOutcome::Refresh)
         }

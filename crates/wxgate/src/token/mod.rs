@@ -32,7 +32,7 @@ use crate::apps::{App, AppListener};
 use crate::clock::Clock;
 use crate::config::{AppKind, TokenSettings};
 use crate::coord::{InvalidateResult, RedisCoord};
-use crate::wechat::Upstream;
+use crate::wechat::Client;
 
 /// What an invalidation report did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -53,7 +53,7 @@ pub enum Invalidation {
 pub const REPORT_INTERVAL_MS: i64 = 30_000;
 
 pub(crate) struct Inner {
-    pub upstream: Upstream,
+    pub upstream: Client,
     pub clock: Clock,
     pub settings: TokenSettings,
     /// Apps by id. Written when apps are added, changed or removed; read on every request.
@@ -102,7 +102,7 @@ impl TokenManager {
     /// A manager for one instance (`coord: None`) or for one instance of a fleet sharing
     /// tokens through Redis. Must be called inside a Tokio runtime.
     pub fn new(
-        upstream: Upstream,
+        upstream: Client,
         clock: Clock,
         settings: TokenSettings,
         coord: Option<RedisCoord>,
@@ -112,7 +112,7 @@ impl TokenManager {
 
     /// [`new`](Self::new), with or without background refreshers (the `refresher` role).
     pub fn with_refresher(
-        upstream: Upstream,
+        upstream: Client,
         clock: Clock,
         settings: TokenSettings,
         coord: Option<RedisCoord>,
@@ -434,4 +434,25 @@ fn label(i: Invalidation) -> &'static str {
 fn count(app: &str, result: &'static str) {
     metrics::counter!("wxgate_token_requests_total", "app" => app.to_string(), "result" => result)
         .increment(1);
+}
+
+/// The token manager is where [`crate::wechat::Client::with_token`] takes tokens and reports
+/// refused ones (compare-and-invalidate: one refresh per generation).
+impl crate::wechat::TokenSource for TokenManager {
+    type Token = Token;
+    type Error = TokenError;
+
+    async fn current(&self, app: &str) -> Result<Token, TokenError> {
+        self.get(app).await
+    }
+
+    async fn refused(&self, app: &str, token: &Token) {
+        // What it did is already logged and counted by `invalidate`; the caller gets the new
+        // token from `current`.
+        let _ = self.invalidate(app, token.value.expose()).await;
+    }
+
+    fn same(a: &Token, b: &Token) -> bool {
+        a.value == b.value
+    }
 }

@@ -1,10 +1,12 @@
 //! The upstream: WeChat's HTTP APIs as typed calls, errcode classes and field rules.
 
+pub mod client;
 pub mod errcode;
 pub mod token_api;
 
+pub use client::{Answer, Called, Client, TokenSource};
 pub use errcode::{ErrClass, classify_call, classify_fetch, fetch_hint};
-pub use token_api::{Credentials, FetchError, Fetched, Upstream};
+pub use token_api::{Credentials, FetchError, Fetched};
 
 /// Build the process's one pooled HTTP client. Installs the ring TLS provider first, which
 /// reqwest's `rustls-no-provider` feature requires in every process (tests included).

@@ -8,7 +8,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::config::{ApiBase, AppKind, TokenApi};
+use super::Client;
+use crate::config::{AppKind, TokenApi};
 
 /// What a token fetch needs to know about an app.
 #[derive(Clone)]
@@ -93,51 +94,23 @@ struct TokenReply {
     expires_in: Option<i64>,
 }
 
-/// The WeChat and WeCom hosts, and the pooled client that reaches them.
-#[derive(Clone)]
-pub struct Upstream {
-    http: reqwest::Client,
-    wechat: ApiBase,
-    wecom: ApiBase,
-}
-
-impl Upstream {
-    pub fn new(http: reqwest::Client, wechat: ApiBase, wecom: ApiBase) -> Self {
-        Upstream {
-            http,
-            wechat,
-            wecom,
-        }
-    }
-
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
-    }
-
-    pub fn wechat_url(&self, path: &str) -> String {
-        self.wechat.url(path)
-    }
-
-    pub fn wecom_url(&self, path: &str) -> String {
-        self.wecom.url(path)
-    }
-
+impl Client {
     /// Fetch a token once. `force` asks the stable API for a new token (`force_refresh`).
     pub async fn fetch(&self, c: &Credentials, force: bool) -> Result<Fetched, FetchError> {
         let secret = c.secret.expose_secret();
         let req = match (c.kind, c.token_api) {
             (AppKind::Wecom, _) => self
-                .http
-                .get(self.wecom.url("/cgi-bin/gettoken"))
+                .http()
+                .get(self.url(c.kind, "/cgi-bin/gettoken"))
                 .query(&[("corpid", c.appid.as_str()), ("corpsecret", secret)]),
-            (_, TokenApi::Classic) => self.http.get(self.wechat.url("/cgi-bin/token")).query(&[
+            (_, TokenApi::Classic) => self.http().get(self.url(c.kind, "/cgi-bin/token")).query(&[
                 ("grant_type", "client_credential"),
                 ("appid", c.appid.as_str()),
                 ("secret", secret),
             ]),
             (_, TokenApi::Stable) => self
-                .http
-                .post(self.wechat.url("/cgi-bin/stable_token"))
+                .http()
+                .post(self.url(c.kind, "/cgi-bin/stable_token"))
                 .json(&json!({
                     "grant_type": "client_credential",
                     "appid": c.appid,

@@ -362,12 +362,15 @@ pub(crate) fn attempt_rows<'a>(batch: &'a [Finish], applied: &Applied) -> Vec<At
     batch
         .iter()
         .zip(held(batch, applied))
-        .filter_map(|(f, held)| {
-            Some(AttemptRow {
-                id: &f.id,
-                attempt: f.attempt.as_ref()?,
-                fenced: !held,
-            })
+        .flat_map(|(f, held)| {
+            [f.before.as_ref(), f.attempt.as_ref()]
+                .into_iter()
+                .flatten()
+                .map(move |attempt| AttemptRow {
+                    id: &f.id,
+                    attempt,
+                    fenced: !held,
+                })
         })
         .collect()
 }

@@ -233,6 +233,9 @@ pub struct Finish {
     /// turns out to be lost (then marked `fenced`). For `Sent`, `Failed` and `Unknown` its
     /// presence also counts one attempt.
     pub attempt: Option<AttemptRecord>,
+    /// A call made before `attempt` whose token WeChat refused, replayed in place with a new
+    /// token: on the delivery log before `attempt`, never counted as an attempt.
+    pub before: Option<AttemptRecord>,
 }
 
 /// Where a finished message goes.

@@ -35,6 +35,7 @@ async fn sent_records_msgid_and_the_attempt(db: TestDb) {
     // Finishing again (the same lease) changes nothing: the message is no longer sending.
     let again = Finish {
         attempt: None,
+        before: None,
         ..finish(&c, Next::Unknown { reason: "x".into() })
     };
     assert_eq!(store.finish(&[again], T0 + 200).await.unwrap(), [false]);
@@ -94,6 +95,7 @@ async fn failed_and_unknown_are_final_with_their_reason(db: TestDb) {
     // `v` was failed before any call: no attempt logged, none counted.
     let no_call = Finish {
         attempt: None,
+        before: None,
         ..finish(
             &got[2],
             Next::Failed {
@@ -212,6 +214,7 @@ async fn a_stale_lease_changes_nothing_but_its_attempt_is_logged(db: TestDb) {
     let forged = Finish {
         lease_token: "2.0000000000000000".into(),
         attempt: None,
+        before: None,
         ..finish(&new, sent())
     };
     assert_eq!(

@@ -105,6 +105,7 @@ pub fn finish(claimed: &Claimed, next: Next) -> Finish {
         lease_token: claimed.lease_token.clone(),
         next,
         attempt: Some(attempt(outcome, Some(0))),
+        before: None,
     }
 }
 
