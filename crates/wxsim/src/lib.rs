@@ -6,20 +6,40 @@
 //! (`shared/wechat-api.md`), plus injected faults, a clock tests can move, and a control and
 //! statistics API under `/_sim/`. Start one in a test with [`start`] on port 0; run one by hand
 //! with `wxsim` or `wxgate sim`.
+//!
+//! Also served, behind the same faults:
+//! - `POST /cgi-bin/media/upload?access_token=&type=image|voice|video|file` (multipart, file
+//!   field `media`) and `GET /cgi-bin/media/get?access_token=&media_id=` (a single `Range` →
+//!   206), in OA/MP or WeCom shape by the token's host;
+//! - `GET /sns/jscode2session` (Mini Program login), `GET /sns/oauth2/access_token` and
+//!   `GET /sns/userinfo` (OA web login), by appid and the current secret; a code works once, and
+//!   its openid is [`openid_for_code`];
+//! - an echo: any other `GET`/`POST` under `/cgi-bin/`, `/wxa/`, `/datacube/`, `/card/`,
+//!   `/customservice/` or `/merchant/` passes the token check and answers
+//!   `{"errcode":0,"errmsg":"ok","echo":{method, path, query, content_type, body_len,
+//!   body_sha256}}`.
+//!
+//! Every request naming an app (by token, or by appid on the logins) is counted by path in
+//! [`AppStats::calls_by_path`].
 
 // Handlers return a finished `Response` as their error, the axum idiom; boxing it buys nothing.
 #![allow(clippy::result_large_err)]
 
+mod calls;
 mod clock;
 mod config;
 mod control;
+mod digest;
+mod echo;
 mod faults;
 pub mod keywords;
+mod media;
 mod quota;
 mod reply;
 mod send_mp;
 mod send_wecom;
 mod server;
+mod sns;
 mod stats;
 mod tokens;
 mod world;
@@ -29,18 +49,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use tokio::sync::watch;
+use tower::ServiceExt;
 
 pub use clock::{Clock, day_index};
 pub use config::*;
 pub use control::{DeliveryFilter, SimStats};
+pub use sns::openid_for_code;
 pub use stats::{AppStats, FaultStats, TokenFetches, TokenUses};
 pub use world::{Delivery, Follow, follow_by_convention};
 
 use world::{Sim, lock};
 
-/// The router: WeChat's endpoints behind fault injection, and `/_sim/` without it.
+/// The router: WeChat's endpoints behind fault injection (and, outside it, the per-path call
+/// counter), `/_sim/` without either; other `GET`/`POST` under WeChat's prefixes go to the echo,
+/// behind the same layers, and anything else answers 404.
 fn router(sim: Arc<Sim>) -> Router {
     let wechat = Router::new()
         .route("/cgi-bin/token", get(tokens::classic))
@@ -59,11 +86,44 @@ fn router(sim: Arc<Sim>) -> Router {
         .route("/cgi-bin/clear_quota", post(quota::clear_quota))
         .route("/cgi-bin/clear_quota/v2", post(quota::clear_quota_v2))
         .route("/cgi-bin/openapi/quota/get", post(quota::quota_get))
-        .layer(axum::middleware::from_fn_with_state(
-            sim.clone(),
-            faults::inject,
-        ));
-    wechat.merge(control::routes()).with_state(sim)
+        .route(
+            "/cgi-bin/media/upload",
+            post(media::upload).layer(axum::extract::DefaultBodyLimit::max(media::MAX_UPLOAD_BODY)),
+        )
+        .route("/cgi-bin/media/get", get(media::get))
+        .route("/sns/jscode2session", get(sns::jscode2session))
+        .route("/sns/oauth2/access_token", get(sns::oauth2_access_token))
+        .route("/sns/userinfo", get(sns::userinfo));
+    let echo: Router =
+        wechat_layers(&sim, Router::new().fallback(echo::echo)).with_state(sim.clone());
+    wechat_layers(&sim, wechat)
+        .merge(control::routes())
+        .with_state(sim)
+        .fallback(move |req: Request| {
+            let echo = echo.clone();
+            async move {
+                if echo::serves(req.method(), req.uri().path()) {
+                    match echo.oneshot(req).await {
+                        Ok(r) => r,
+                        Err(never) => match never {},
+                    }
+                } else {
+                    StatusCode::NOT_FOUND.into_response()
+                }
+            }
+        })
+}
+
+/// Fault injection, with the per-path call counter outside it (a call counts when it arrives).
+fn wechat_layers(sim: &Arc<Sim>, r: Router<Arc<Sim>>) -> Router<Arc<Sim>> {
+    r.layer(axum::middleware::from_fn_with_state(
+        sim.clone(),
+        faults::inject,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        sim.clone(),
+        calls::count,
+    ))
 }
 
 /// Command-line options of `wxsim` and `wxgate sim`.

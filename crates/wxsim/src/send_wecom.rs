@@ -17,7 +17,7 @@ use crate::send_mp::deliver;
 use crate::server::ClientIp;
 use crate::stats::{bump, bump_map};
 use crate::tokens::{Platform, TokenQuery, authorize};
-use crate::world::{App, Delivery, MemberWindow, Sim, fingerprint, lock};
+use crate::world::{App, Delivery, MemberWindow, Sim, fingerprint, lock, random_chars};
 
 const MSGTYPES: &[&str] = &[
     "text",
@@ -161,12 +161,7 @@ fn party_or_tag_ok(id: &str) -> bool {
 }
 
 fn new_msgid() -> String {
-    use rand::RngExt;
-    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut rng = rand::rng();
-    (0..43)
-        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
-        .collect()
+    random_chars(43)
 }
 
 /// Per-member limit: true when this member may receive one more message now.

@@ -1,6 +1,6 @@
 //! Counters a test reads to judge the gateway: token fetches, bad-token uses, sends, deliveries
-//! and duplicates. Hot counters are atomics; per-errcode maps sit behind a mutex that is only
-//! taken on the error path.
+//! and duplicates, logins, and calls by path. Hot counters are atomics; per-errcode maps sit
+//! behind a mutex that is only taken on the error path; the per-path map behind its own.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -29,10 +29,25 @@ pub(crate) struct Counters {
     pub fetch_errors: Mutex<BTreeMap<i64, u64>>,
     /// Errcode → count for rejected business calls. Taken only when a call is rejected.
     pub rejected: Mutex<BTreeMap<i64, u64>>,
+    pub jscode2session: AtomicU64,
+    pub oauth2_access_token: AtomicU64,
+    /// Path → calls that arrived naming this app (see [`AppStats::calls_by_path`]).
+    pub calls_by_path: Mutex<BTreeMap<String, u64>>,
 }
 
 pub(crate) fn bump(c: &AtomicU64) {
     c.fetch_add(1, Relaxed);
+}
+
+/// Count one call to `path`; allocates the key only the first time a path is seen.
+pub(crate) fn bump_path(m: &Mutex<BTreeMap<String, u64>>, path: &str) {
+    let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+    match m.get_mut(path) {
+        Some(n) => *n += 1,
+        None => {
+            m.insert(path.to_string(), 1);
+        }
+    }
 }
 
 pub(crate) fn bump_map(m: &Mutex<BTreeMap<i64, u64>>, code: i64) {
@@ -63,6 +78,20 @@ pub struct AppStats {
     pub dedupe_hits: u64,
     /// WeCom sends accepted but not delivered because a member was over 30/min or 1000/h.
     pub dropped_member_limit: u64,
+    /// `GET /sns/jscode2session` calls naming this Mini Program's appid, whatever the answer.
+    #[serde(default)]
+    pub jscode2session_calls: u64,
+    /// `GET /sns/oauth2/access_token` calls naming this Official Account's appid, whatever the
+    /// answer.
+    #[serde(default)]
+    pub oauth2_access_token_calls: u64,
+    /// Requests that arrived naming this app, by URL path (no query), whatever the answer and
+    /// counted before any injected fault: every request carrying one of the app's access tokens
+    /// (current, superseded, expired or revoked), a user OAuth token it issued
+    /// (`/sns/userinfo`), or its appid on `/sns/jscode2session` and `/sns/oauth2/access_token`.
+    /// Token fetches are not in it (see `token_fetches`).
+    #[serde(default)]
+    pub calls_by_path: BTreeMap<String, u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -122,6 +151,13 @@ impl Counters {
             duplicate_deliveries: g(&self.duplicate_deliveries),
             dedupe_hits: g(&self.dedupe_hits),
             dropped_member_limit: g(&self.dropped_member_limit),
+            jscode2session_calls: g(&self.jscode2session),
+            oauth2_access_token_calls: g(&self.oauth2_access_token),
+            calls_by_path: self
+                .calls_by_path
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 }

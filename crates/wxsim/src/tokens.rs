@@ -375,15 +375,11 @@ pub(crate) struct TokenQuery {
     pub access_token: Option<String>,
 }
 
-/// `GET /cgi-bin/get_api_domain_ip`: a cheap authenticated call, used as a token probe.
-pub(crate) async fn api_domain_ip(
-    State(sim): State<Arc<Sim>>,
-    ClientIp(ip): ClientIp,
-    Query(q): Query<TokenQuery>,
-) -> Response {
-    let is_wecom = q
-        .access_token
-        .as_deref()
+/// The platform a token belongs to, for calls both hosts serve on one path
+/// (`get_api_domain_ip`, media, the echo): WeCom for a WeCom token, OA/MP for anything else
+/// (an unknown or missing token is answered as api.weixin.qq.com would).
+pub(crate) fn platform_of(sim: &Sim, token: Option<&str>) -> Platform {
+    let wecom = token
         .and_then(|t| {
             sim.tokens
                 .read()
@@ -392,18 +388,65 @@ pub(crate) async fn api_domain_ip(
                 .map(|r| r.kind == TokenKind::Wecom)
         })
         .unwrap_or(false);
-    let platform = if is_wecom {
+    if wecom { Platform::Wecom } else { Platform::Mp }
+}
+
+/// An error in the shape of `platform`'s host, with the standard errmsg.
+pub(crate) fn platform_error(code: i64, platform: Platform, ip: IpAddr) -> Response {
+    match platform {
+        Platform::Wecom => wecom_error(code, errmsg(code), ip),
+        Platform::Mp => mp_error(code, errmsg(code)),
+    }
+}
+
+/// The token check of a business call that both hosts serve on the same path (media, the
+/// echo): [`authorize`] on the token's own platform, its error worded as that host words it,
+/// and for WeCom the app's `ip_whitelist` (60020), as `message/send` checks it.
+pub(crate) fn authorize_call(
+    sim: &Sim,
+    token: Option<&str>,
+    ip: IpAddr,
+) -> Result<Arc<App>, Response> {
+    let platform = platform_of(sim, token);
+    let app = authorize(sim, token, platform).map_err(|c| platform_error(c, platform, ip))?;
+    if app.kind == AppKind::Wecom {
+        let allowed = lock(&app.state)
+            .spec
+            .ip_whitelist
+            .as_ref()
+            .is_none_or(|l| l.contains(&ip));
+        if !allowed {
+            bump_map(&app.counters.rejected, 60020);
+            return Err(wecom_error(60020, errmsg(60020), ip));
+        }
+    }
+    Ok(app)
+}
+
+/// Count a business call's rejection against the app and answer it as the app's host words it.
+pub(crate) fn reject_call(app: &App, code: i64, ip: IpAddr) -> Response {
+    bump_map(&app.counters.rejected, code);
+    let platform = if app.kind == AppKind::Wecom {
         Platform::Wecom
     } else {
         Platform::Mp
     };
+    platform_error(code, platform, ip)
+}
+
+/// `GET /cgi-bin/get_api_domain_ip`: a cheap authenticated call, used as a token probe.
+pub(crate) async fn api_domain_ip(
+    State(sim): State<Arc<Sim>>,
+    ClientIp(ip): ClientIp,
+    Query(q): Query<TokenQuery>,
+) -> Response {
+    let platform = platform_of(&sim, q.access_token.as_deref());
     match authorize(&sim, q.access_token.as_deref(), platform) {
-        Ok(_) if is_wecom => {
+        Ok(_) if platform == Platform::Wecom => {
             json_reply(&json!({"errcode": 0, "errmsg": "ok", "ip_list": ["127.0.0.1"]}))
         }
         Ok(_) => json_reply(&json!({"ip_list": ["127.0.0.1"]})),
-        Err(code) if is_wecom => wecom_error(code, errmsg(code), ip),
-        Err(code) => mp_error(code, errmsg(code)),
+        Err(code) => platform_error(code, platform, ip),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The simulated WeChat's state: registered apps, every token ever minted, per-app quota windows,
-//! follower and credit overrides, dedupe windows and the delivery log.
+//! follower and credit overrides, dedupe windows, the delivery log, uploaded media, used login
+//! codes and the users' OAuth tokens.
 //!
 //! Locking: `apps` and `tokens` are read-mostly maps behind `RwLock`s (written only when an app is
 //! added or a token minted or superseded). Each app's mutable state sits behind its own `Mutex`,
@@ -11,12 +12,23 @@ use std::hash::{DefaultHasher, Hasher};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use axum::body::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::clock::{Clock, day_index, year_month};
 use crate::config::{AppKind, AppSpec, Faults, SimConfig, TemplateSpec};
 use crate::stats::{Counters, FaultCounters};
+
+/// `n` random characters of `[A-Za-z0-9_-]`, as WeChat's tokens, msgids and media_ids use.
+pub(crate) fn random_chars(n: usize) -> String {
+    use rand::RngExt;
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut rng = rand::rng();
+    (0..n)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
+}
 
 /// Locks that can only be poisoned by a panic in our own short critical sections; keep serving.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -31,6 +43,8 @@ pub(crate) struct Sim {
     pub apps: RwLock<HashMap<String, Arc<App>>>,
     /// Every token minted, by its string. Read on every business call.
     pub tokens: RwLock<HashMap<Arc<str>, TokenRecord>>,
+    /// Users' web-login tokens (`/sns/oauth2/access_token`), by their string.
+    pub oauth_tokens: RwLock<HashMap<Arc<str>, OauthGrant>>,
     pub log: Mutex<DeliveryLog>,
     next_msgid: AtomicU64,
     next_generation: AtomicU64,
@@ -50,6 +64,22 @@ pub(crate) struct TokenRecord {
     /// When superseded: the moment it stops working (after the overlap, or at once).
     pub dies_ms: Option<i64>,
     pub revoked: bool,
+}
+
+/// A user's web-login token: whose it is and until when it works.
+pub(crate) struct OauthGrant {
+    pub app: Arc<App>,
+    pub openid: String,
+    pub expires_ms: i64,
+}
+
+/// A temporary media file (`/cgi-bin/media/upload`), kept as it was uploaded.
+#[derive(Clone)]
+pub(crate) struct Media {
+    pub bytes: Bytes,
+    pub content_type: String,
+    pub filename: String,
+    pub created_ms: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +178,10 @@ pub(crate) struct AppState {
     pub members: HashMap<String, MemberWindow>,
     /// WeCom `enable_duplicate_check`: body hash → (expires_ms, msgid).
     pub wecom_dups: HashMap<u64, (i64, String)>,
+    /// Uploaded temporary media by media_id.
+    pub media: HashMap<String, Media>,
+    /// Login codes (`js_code`, OAuth `code`) already exchanged: a second use answers 40163.
+    pub used_codes: HashSet<String>,
 }
 
 impl AppState {
@@ -176,6 +210,8 @@ impl AppState {
             fingerprints: HashSet::new(),
             members: HashMap::new(),
             wecom_dups: HashMap::new(),
+            media: HashMap::new(),
+            used_codes: HashSet::new(),
         }
     }
 
@@ -289,6 +325,7 @@ impl Sim {
             fault_counters: FaultCounters::default(),
             apps: RwLock::new(HashMap::new()),
             tokens: RwLock::new(HashMap::new()),
+            oauth_tokens: RwLock::new(HashMap::new()),
             log: Mutex::new(DeliveryLog {
                 entries: VecDeque::new(),
                 next_seq: 1,
@@ -378,17 +415,8 @@ impl Sim {
 
     /// Mints a token string with a numeric generation prefix, as WeChat's look (`83_…`).
     pub fn mint_token_string(&self) -> Arc<str> {
-        use rand::RngExt;
         let generation = self.next_generation.fetch_add(1, Relaxed);
-        let mut rng = rand::rng();
-        let body: String = (0..120)
-            .map(|_| {
-                const CHARS: &[u8] =
-                    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-                CHARS[rng.random_range(0..CHARS.len())] as char
-            })
-            .collect();
-        Arc::from(format!("{generation}_{body}"))
+        Arc::from(format!("{generation}_{}", random_chars(120)))
     }
 
     pub fn record_delivery(&self, mut d: Delivery) {
@@ -407,8 +435,8 @@ impl Sim {
         log.entries.push_back(d);
     }
 
-    /// Forget tokens, counters (fault counters too), windows, overrides and deliveries; keep apps
-    /// and settings.
+    /// Forget tokens, counters (fault counters too), windows, overrides, deliveries, media, used
+    /// codes and users' OAuth tokens; keep apps and settings.
     pub fn reset(&self) {
         let apps = self.all_apps();
         let now = self.clock.now_ms();
@@ -427,6 +455,10 @@ impl Sim {
         *self.apps.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         self.fault_counters.reset();
         self.tokens
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.oauth_tokens
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .clear();

@@ -58,7 +58,7 @@ impl Sim {
     }
 
     /// A reply as WeChat sends it: HTTP 200 with a JSON body.
-    async fn json_of(resp: reqwest::Response) -> Value {
+    pub async fn json_of(resp: reqwest::Response) -> Value {
         assert_eq!(resp.status(), 200, "WeChat answers HTTP 200");
         let text = resp.text().await.expect("body");
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
@@ -171,6 +171,56 @@ impl Sim {
     pub async fn wecom_send(&self, token: &str, body: &Value) -> Value {
         let path = format!("/cgi-bin/message/send?access_token={token}");
         self.post(&path, body).await
+    }
+
+    /// `POST /cgi-bin/media/upload` with one file part `media` (no `Content-Type` line when
+    /// `content_type` is `None`).
+    pub async fn upload(
+        &self,
+        token: &str,
+        kind: &str,
+        filename: &str,
+        content_type: Option<&str>,
+        data: &[u8],
+    ) -> Value {
+        let body = multipart("wxsim-test-boundary", "media", filename, content_type, data);
+        let path = format!("/cgi-bin/media/upload?access_token={token}&type={kind}");
+        let resp = self
+            .c
+            .post(self.url(&path))
+            .header(
+                "content-type",
+                "multipart/form-data; boundary=wxsim-test-boundary",
+            )
+            .body(body)
+            .send()
+            .await
+            .expect("POST");
+        Self::json_of(resp).await
+    }
+
+    /// `GET /cgi-bin/media/get`, the raw reply (a file, a range of it, or a JSON error).
+    pub async fn media_get(
+        &self,
+        token: &str,
+        media_id: &str,
+        range: Option<&str>,
+    ) -> reqwest::Response {
+        let path = format!("/cgi-bin/media/get?access_token={token}&media_id={media_id}");
+        let mut req = self.c.get(self.url(&path));
+        if let Some(r) = range {
+            req = req.header("range", r);
+        }
+        req.send().await.expect("GET")
+    }
+
+    /// How many requests naming `key` arrived on `path`.
+    pub fn calls(&self, key: &str, path: &str) -> u64 {
+        self.stats(key)
+            .calls_by_path
+            .get(path)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn stats(&self, key: &str) -> AppStats {
@@ -303,4 +353,25 @@ pub fn sub_body(to: &str) -> Value {
 /// A WeCom text message from the demo agent.
 pub fn text_body(to: &str, content: &str) -> Value {
     json!({"touser": to, "msgtype": "text", "agentid": AGENT, "text": {"content": content}})
+}
+
+/// A `multipart/form-data` body with one file part, framed as a client frames it.
+pub fn multipart(
+    boundary: &str,
+    field: &str,
+    filename: &str,
+    content_type: Option<&str>,
+    data: &[u8],
+) -> Vec<u8> {
+    let mut b = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
+    );
+    if let Some(ct) = content_type {
+        b.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    b.push_str("\r\n");
+    let mut b = b.into_bytes();
+    b.extend_from_slice(data);
+    b.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    b
 }

@@ -3,11 +3,14 @@
 //! the simulator's virtual clock, never with sleeps.
 
 mod control;
+mod echo;
 mod faults;
 mod helpers;
+mod media;
 mod quota;
 mod send_mp;
 mod send_oa;
 mod send_wecom;
+mod sns;
 mod tokens;
 mod tokens_wecom;
