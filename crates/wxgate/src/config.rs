@@ -37,6 +37,9 @@ pub const DEFAULT_CONFIG_FILE: &str = "wxgate.toml";
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// The WeChat-compatible listener for existing SDKs (proxy mode); unset = off.
+    pub proxy_listen: Option<SocketAddr>,
+    pub proxy: ProxyConfig,
     #[serde(serialize_with = "redact_url")]
     pub database_url: String,
     /// Connections per instance to a PostgreSQL store (SQLite keeps one).
@@ -90,6 +93,27 @@ impl Default for PushConfig {
             per_app_rate: 0,
             max_attempts: 5,
             send_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Proxy mode (`proxy_listen`): how calls from SDKs are forwarded to WeChat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Request bodies up to this many bytes are kept, so that a call whose token WeChat
+    /// refused can be replayed with the new one; larger bodies are streamed through once.
+    pub replay_body_limit: usize,
+    /// Per forwarded call, from the request to the end of WeChat's answer (media can be big).
+    #[serde(with = "serde_util::duration")]
+    pub timeout: Duration,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            replay_body_limit: 2 * 1024 * 1024,
+            timeout: Duration::from_secs(60),
         }
     }
 }
@@ -248,6 +272,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            proxy_listen: None,
+            proxy: ProxyConfig::default(),
             database_url: "sqlite://wxgate.db".into(),
             database_pool_size: 16,
             database_statement_timeout: Duration::from_secs(30),

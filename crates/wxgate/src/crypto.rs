@@ -99,6 +99,16 @@ impl MasterKey {
         generate_key_file(path)
     }
 
+    pub fn from_bytes(bytes: [u8; 32]) -> MasterKey {
+        MasterKey { bytes }
+    }
+
+    /// A key for one `purpose` (e.g. `"proxy placeholders v1"`), derived with HMAC-SHA256 so
+    /// that no other use of the master key can be turned into it.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        hmac_sha256(&self.bytes, &[purpose.as_bytes()])
+    }
+
     /// Encrypts `plaintext`, bound to `aad` (e.g. `"apps:secret:{id}"`).
     pub fn seal(&self, plaintext: &[u8], aad: &str) -> String {
         let nonce: [u8; NONCE_LEN] = rand::random();
@@ -178,6 +188,16 @@ pub fn generate_key_hex() -> String {
 }
 
 /// SHA-256 of an API key: what the store keeps instead of the key.
+/// HMAC-SHA256 of `parts` (joined as given) under `key`.
+pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+    use hmac::{KeyInit as _, Mac};
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any size");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().into()
+}
+
 pub fn hash_api_key(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }

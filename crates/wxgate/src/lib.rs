@@ -11,6 +11,7 @@ pub mod crypto;
 pub mod demo;
 pub mod message;
 pub mod metrics;
+pub mod proxy;
 pub mod push;
 pub mod startup;
 pub mod store;

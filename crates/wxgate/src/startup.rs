@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::coord::{CoordError, RedisCoord};
 use crate::crypto::{KeySource, MasterKey};
+use crate::proxy::{self, Placeholders, ProxyState};
 use crate::push::{PushSettings, Pusher};
 use crate::store::Store;
 use crate::token::TokenManager;
@@ -31,6 +32,8 @@ pub struct Gateway {
     server: JoinHandle<std::io::Result<()>>,
     /// The delivery workers (`worker` role); end after `stop`.
     push: Option<JoinHandle<()>>,
+    /// The proxy listener (`proxy_listen`) and its server; ends with `stop`.
+    proxy: Option<(SocketAddr, JoinHandle<std::io::Result<()>>)>,
 }
 
 impl Gateway {
@@ -42,11 +45,19 @@ impl Gateway {
         format!("http://{}", self.addr)
     }
 
+    /// The proxy listener's base URL, when `proxy_listen` is set.
+    pub fn proxy_url(&self) -> Option<String> {
+        self.proxy.as_ref().map(|(a, _)| format!("http://{a}"))
+    }
+
     /// Stop accepting, finish requests under way, stop refreshers.
     pub async fn shutdown(mut self) {
         self.stop.cancel();
         self.tokens.shutdown();
         let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.server).await;
+        if let Some((_, proxy)) = &mut self.proxy {
+            let _ = tokio::time::timeout(Duration::from_secs(10), proxy).await;
+        }
         // Sends under way finish and their results are recorded.
         if let Some(push) = &mut self.push {
             let _ = tokio::time::timeout(Duration::from_secs(15), push).await;
@@ -196,6 +207,29 @@ pub async fn start(cfg: Config, clock: Clock) -> anyhow::Result<Gateway> {
         // The delivery workers; they stop with `stop`, recording the sends under way first.
         pusher.spawn(stop.clone())
     });
+    let proxy = match cfg.proxy_listen {
+        Some(at) => {
+            let listener = tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("cannot listen on {at} (WXGATE_PROXY_LISTEN)"))?;
+            let addr = listener.local_addr()?;
+            let state = ProxyState {
+                apps: apps.clone(),
+                tokens: tokens.clone(),
+                client: client.clone(),
+                store: store.clone(),
+                keys: keys.clone(),
+                placeholders: Arc::new(Placeholders::new(&master_key)),
+                settings: cfg.proxy.clone(),
+            };
+            tracing::info!(%addr, "wxgate proxy listening (WeChat-compatible paths for existing SDKs)");
+            Some((
+                addr,
+                tokio::spawn(proxy::serve(listener, state, stop.clone())),
+            ))
+        }
+        None => None,
+    };
     let state = AppState {
         apps: apps.clone(),
         tokens: tokens.clone(),
@@ -235,5 +269,6 @@ pub async fn start(cfg: Config, clock: Clock) -> anyhow::Result<Gateway> {
         stop,
         server,
         push: push_task,
+        proxy,
     })
 }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{ApiError, AppState};
 use crate::crypto::hash_api_key;
-use crate::store::{ApiKeyRecord, Change, Store};
+use crate::store::{ApiKeyRecord, Change, Store, StoreError};
 
 /// How long a key looked up in the store is trusted from memory. A key deleted through another
 /// instance is forgotten here as soon as its change is heard (`KeyCache::spawn_follower`);
@@ -91,6 +91,49 @@ impl KeyCache {
         map.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
         map.insert(hash, (k, Instant::now()));
     }
+    /// The key `presented` by a caller, from memory or the store.
+    pub async fn find(
+        &self,
+        store: &Store,
+        presented: &str,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let hash = hash_api_key(presented);
+        if let Some(k) = self.get(&hash) {
+            return Ok(Some(k));
+        }
+        let found = store.find_api_key(presented).await?;
+        if let Some(k) = &found {
+            self.put(hash, k.clone());
+        }
+        Ok(found)
+    }
+
+    /// The key with id `key_id` if it still exists: from memory when it was seen by
+    /// [`find`](Self::find) lately, else from the store (and then remembered by id).
+    pub async fn by_id(
+        &self,
+        store: &Store,
+        key_id: &str,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let cached = {
+            let map = self.0.read().unwrap_or_else(|p| p.into_inner());
+            map.values()
+                .find(|(k, at)| k.id == key_id && at.elapsed() < KEY_CACHE_TTL)
+                .map(|(k, _)| k.clone())
+        };
+        if cached.is_some() {
+            return Ok(cached);
+        }
+        let found = store.api_key_by_id(key_id).await?;
+        if let Some(k) = &found {
+            // Not keyed by its hash (unknown here): by a value no real hash can take, the
+            // SHA-256 of its id under a domain prefix.
+            let slot = crate::crypto::hmac_sha256(b"wxgate key-by-id", &[key_id.as_bytes()]);
+            self.put(slot, k.clone());
+        }
+        Ok(found)
+    }
+
     pub fn forget(&self, key_id: &str) {
         self.0
             .write()
@@ -149,15 +192,8 @@ impl FromRequestParts<AppState> for Caller {
                 return Ok(Caller::Admin);
             }
         }
-        let hash = hash_api_key(presented);
-        if let Some(k) = state.keys.get(&hash) {
-            return Ok(Caller::Key(k));
-        }
-        match state.store.find_api_key(presented).await? {
-            Some(k) => {
-                state.keys.put(hash, k.clone());
-                Ok(Caller::Key(k))
-            }
+        match state.keys.find(&state.store, presented).await? {
+            Some(k) => Ok(Caller::Key(k)),
             None => Err(unauthorized("unknown admin token or API key")),
         }
     }

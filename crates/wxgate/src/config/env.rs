@@ -18,6 +18,8 @@ pub(super) const NAME: &str = "environment";
 /// Top-level keys of `Config` (checked against `Config` by a test).
 pub(super) const TOP_LEVEL_KEYS: &[&str] = &[
     "listen",
+    "proxy_listen",
+    "proxy",
     "database_url",
     "database_pool_size",
     "database_statement_timeout",

@@ -20,6 +20,9 @@ const SELECT_KEYS: &str = "SELECT id, name, apps, created_at_ms, last4 FROM api_
 const SELECT_KEY_BY_HASH: &str = "SELECT id, name, apps, created_at_ms, last4, key_hash \
                                   FROM api_keys WHERE key_hash = $1";
 
+const SELECT_KEY_BY_ID: &str = "SELECT id, name, apps, created_at_ms, last4 FROM api_keys \
+                                WHERE id = $1";
+
 const DELETE_KEY: &str = "DELETE FROM api_keys WHERE id = $1";
 
 /// The scope stored for "every app", as a JSON array.
@@ -197,6 +200,12 @@ impl Store {
             _ => Ok(None),
         }
     }
+
+    /// The key with this id, if it still exists (a deleted key is revoked everywhere).
+    pub async fn api_key_by_id(&self, id: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let row = on_backend!(self, b => b.api_key_row(id).await?);
+        row.map(KeyRow::into_record).transpose()
+    }
 }
 
 /// What a backend does for API keys.
@@ -204,6 +213,7 @@ pub(crate) trait KeysBackend {
     async fn insert_api_key(&self, record: &ApiKeyRecord, hash: &[u8]) -> Result<(), StoreError>;
     async fn api_key_rows(&self) -> Result<Vec<KeyRow>, StoreError>;
     async fn api_key_by_hash(&self, hash: &[u8]) -> Result<Option<HashedKeyRow>, StoreError>;
+    async fn api_key_row(&self, id: &str) -> Result<Option<KeyRow>, StoreError>;
     async fn delete_api_key(&self, id: &str) -> Result<bool, StoreError>;
 }
 
@@ -227,6 +237,11 @@ portable! { impl KeysBackend {
 
     async fn api_key_by_hash(&self, hash: &[u8]) -> Result<Option<HashedKeyRow>, StoreError> {
         let query = sqlx::query_as(SELECT_KEY_BY_HASH).bind(hash);
+        Ok(query.fetch_optional(self.pool()).await?)
+    }
+
+    async fn api_key_row(&self, id: &str) -> Result<Option<KeyRow>, StoreError> {
+        let query = sqlx::query_as(SELECT_KEY_BY_ID).bind(id);
         Ok(query.fetch_optional(self.pool()).await?)
     }
 

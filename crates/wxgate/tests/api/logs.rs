@@ -1,5 +1,6 @@
 //! Secrets and tokens never reach the logs: the real binary at debug level, driven through
-//! registration, token fetches, invalidation, a wrong secret and key creation.
+//! registration, token fetches, invalidation, a wrong secret, key creation and proxy mode
+//! (placeholders, forwarded calls with the real token, a login call with the real secret).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -24,8 +25,10 @@ async fn secrets_and_tokens_never_appear_in_logs() {
     let sim = wxsim::start(SimConfig::default()).await.unwrap();
     let dir = temp_dir();
     let port = free_port();
+    let proxy_port = free_port();
     let toml = format!(
         "listen = \"127.0.0.1:{port}\"\n\
+         proxy_listen = \"127.0.0.1:{proxy_port}\"\n\
          database_url = \"sqlite://{db}\"\n\
          master_key_file = \"{key}\"\n\
          wechat_api_base = \"{base}\"\n\
@@ -110,6 +113,55 @@ async fn secrets_and_tokens_never_appear_in_logs() {
         .map(|r| (r.status(), ()))
         .unwrap();
     assert_eq!(s, StatusCode::UNAUTHORIZED);
+    // Proxy mode: a placeholder for the key, a call forwarded with the real token (after a
+    // revocation, so the refusal is on the way too), a login call sent with the real secret.
+    let proxy = format!("http://127.0.0.1:{proxy_port}");
+    let q = [
+        ("grant_type", "client_credential"),
+        ("appid", "wxdemo_oa"),
+        ("secret", key.as_str()),
+    ];
+    let v: Value = http
+        .get(format!("{proxy}/cgi-bin/token"))
+        .query(&q)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let placeholder = v["access_token"].as_str().unwrap().to_string();
+    sim.revoke_token("wxdemo_oa");
+    let send = json!({"touser": "oLog0001", "template_id": "TPL_ORDER", "data": {"thing1": {"value": "x"}}});
+    let v: Value = http
+        .post(format!("{proxy}/cgi-bin/message/template/send"))
+        .query(&[("access_token", placeholder.as_str())])
+        .json(&send)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(v.get("errcode").is_some(), "forwarded: {v}");
+    let login = [
+        ("appid", "wxdemo_oa"),
+        ("secret", key.as_str()),
+        ("code", "oauth-code-secret-value"),
+        ("grant_type", "authorization_code"),
+    ];
+    let (s, _) = http
+        .get(format!("{proxy}/sns/oauth2/access_token"))
+        .query(&login)
+        .send()
+        .await
+        .map(|r| (r.status(), ()))
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    let (_, v) = call("GET", "/v1/apps/shop/token", None).await;
+    // The current token (the refusal came within 30 s of the invalidation above, so it was
+    // throttled and t2 kept: the proxied call was answered -1).
+    let t3 = v["access_token"].as_str().unwrap().to_string();
     child.start_kill().unwrap();
     let out = child.wait_with_output().await.unwrap();
     let logs = format!(
@@ -134,6 +186,9 @@ async fn secrets_and_tokens_never_appear_in_logs() {
         "wxg_wrong-key-value",
         &t1,
         &t2,
+        &t3,
+        &placeholder,
+        "oauth-code-secret-value",
         master_key.trim(),
     ] {
         assert!(

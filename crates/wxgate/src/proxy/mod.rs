@@ -1,0 +1,191 @@
+//! Proxy mode: a WeChat-compatible listener (`proxy_listen`) for existing SDKs. An SDK whose
+//! API host points here and whose "secret" is a wxgate API key gets placeholder tokens
+//! (`tokens.rs`); its calls are forwarded to WeChat with the real token put in, token errors
+//! handled once inside (`forward.rs`), and login calls sent with the real secret (`sns.rs`).
+//! The real token and secret never leave the gateway.
+
+mod forward;
+mod placeholder;
+mod sns;
+mod tokens;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+
+pub use placeholder::{Holder, Placeholders};
+
+use crate::api::auth::KeyCache;
+use crate::apps::{App, AppRegistry};
+use crate::config::ProxyConfig;
+use crate::store::{ApiKeyRecord, Store};
+use crate::token::TokenManager;
+use crate::wechat::Client;
+
+/// What the proxy's handlers share. Cheap to clone.
+#[derive(Clone)]
+pub struct ProxyState {
+    pub apps: AppRegistry,
+    pub tokens: TokenManager,
+    pub client: Client,
+    pub store: Store,
+    pub keys: Arc<KeyCache>,
+    pub placeholders: Arc<Placeholders>,
+    pub settings: ProxyConfig,
+}
+
+/// The listener's routes: the three token endpoints, the login calls that need the app
+/// secret, and everything else forwarded (within the allowlist).
+pub fn router(state: ProxyState) -> Router {
+    Router::new()
+        .route("/cgi-bin/token", get(tokens::classic))
+        .route("/cgi-bin/stable_token", post(tokens::stable))
+        .route("/cgi-bin/gettoken", get(tokens::wecom))
+        .route("/sns/jscode2session", get(sns::jscode2session))
+        .route("/sns/oauth2/access_token", get(sns::oauth2_access_token))
+        .fallback(forward::forward)
+        .with_state(state)
+}
+
+/// Serves the proxy on `listener` until `stop`. Paths are normalised first (`//cgi-bin/token`
+/// → `/cgi-bin/token`): an SDK host set with a trailing slash, as WxJava's sample has it,
+/// sends doubled slashes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ProxyState,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    use axum::ServiceExt;
+    use tower::Layer;
+    let app = tower::util::MapRequestLayer::new(collapse_slashes).layer(router(state));
+    axum::serve(listener, app.into_make_service())
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+}
+
+fn collapse_slashes(mut req: axum::extract::Request) -> axum::extract::Request {
+    let path = req.uri().path();
+    if !path.contains("//") {
+        return req;
+    }
+    let mut collapsed = String::with_capacity(path.len());
+    for c in path.chars() {
+        if !(c == '/' && collapsed.ends_with('/')) {
+            collapsed.push(c);
+        }
+    }
+    let rebuilt = match req.uri().query() {
+        Some(q) => format!("{collapsed}?{q}"),
+        None => collapsed,
+    };
+    if let Ok(pq) = rebuilt.parse::<axum::http::uri::PathAndQuery>() {
+        let mut parts = req.uri().clone().into_parts();
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = axum::http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+/// WeChat's content type for JSON answers; SDKs tell files from errors by it, so the proxy's
+/// own answers use the same.
+pub(crate) const WECHAT_JSON: &str = "application/json; encoding=utf-8";
+
+/// An answer in WeChat's shape (`errcode`/`errmsg`) with HTTP 200, as WeChat answers errors:
+/// SDKs treat any other status as a transport failure and retry it as one.
+pub(crate) fn wechat_error(errcode: i64, errmsg: impl Into<String>) -> Response {
+    wechat_json(
+        StatusCode::OK,
+        &json!({"errcode": errcode, "errmsg": errmsg.into()}),
+    )
+}
+
+pub(crate) fn wechat_json(status: StatusCode, v: &serde_json::Value) -> Response {
+    let mut r = (status, v.to_string()).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(WECHAT_JSON));
+    r
+}
+
+impl ProxyState {
+    /// The apps whose WeChat id (appid or corpid) is `wechat_id` and that `key` may use.
+    fn apps_of(&self, wechat_id: &str, key: &ApiKeyRecord) -> Vec<Arc<App>> {
+        self.apps
+            .ids()
+            .iter()
+            .filter_map(|id| self.apps.get(id))
+            .filter(|a| a.wechat_id() == wechat_id && key.apps.allows(&a.id))
+            .collect()
+    }
+
+    /// Whether any app has `wechat_id` (to tell a wrong appid from a wrong key).
+    fn knows(&self, wechat_id: &str) -> bool {
+        self.apps
+            .ids()
+            .iter()
+            .filter_map(|id| self.apps.get(id))
+            .any(|a| a.wechat_id() == wechat_id)
+    }
+
+    /// The API key presented in a `secret` slot, if it is one.
+    async fn key(&self, presented: &str) -> Result<Option<ApiKeyRecord>, Response> {
+        if presented.is_empty() {
+            return Ok(None);
+        }
+        self.keys
+            .find(&self.store, presented)
+            .await
+            .map_err(|e| unavailable(&e))
+    }
+
+    /// The app and key behind a placeholder, if it is one of ours and its key still exists
+    /// and may use the app.
+    async fn holder(
+        &self,
+        placeholder: &str,
+    ) -> Result<Option<(Arc<App>, ApiKeyRecord)>, Response> {
+        let Some(h) = self.placeholders.open(placeholder) else {
+            return Ok(None);
+        };
+        let key = self
+            .keys
+            .by_id(&self.store, &h.key_id)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(key
+            .filter(|k| k.apps.allows(&h.app))
+            .and_then(|k| Some((self.apps.get(&h.app)?, k))))
+    }
+}
+
+/// The store could not be asked: WeChat's "system busy", which SDKs retry a bounded number
+/// of times (never a token error, which some retry without limit).
+fn unavailable(e: &dyn std::fmt::Display) -> Response {
+    tracing::warn!(error = %e, "proxy: the store did not answer");
+    wechat_error(
+        -1,
+        "system error: wxgate could not read its store; try again shortly",
+    )
+}
+
+/// One proxied request, counted by app, path and WeChat's errcode (`none` for files and
+/// answers without one). Paths are WeChat API paths within the allowlist.
+pub(crate) fn count(app: &str, path: &str, errcode: Option<i64>) {
+    let errcode = errcode.map_or_else(|| "none".to_string(), |e| e.to_string());
+    metrics::counter!("wxgate_proxy_requests_total", "app" => app.to_string(), "path" => metric_path(path), "errcode" => errcode).increment(1);
+}
+
+/// A path as a metrics label: bounded in length and alphabet, so a caller cannot mint labels
+/// freely (the path is checked against the allowlist before it is counted).
+fn metric_path(path: &str) -> String {
+    let ok = path.len() <= 64
+        && path
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-'));
+    if ok { path.to_string() } else { "other".into() }
+}
