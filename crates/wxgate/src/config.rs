@@ -167,6 +167,10 @@ pub struct AppConfig {
     /// Overrides `token.daily_fetch_budget` for this app.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub daily_fetch_budget: Option<u32>,
+    /// Proxy mode: the token endpoints also take this app's real secret in the secret slot,
+    /// not only a wxgate key (a first migration step; off by default, see the README).
+    #[serde(default)]
+    pub proxy_accepts_secret: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -27,6 +27,7 @@ pub fn demo_apps() -> Vec<AppConfig> {
                 agentid: spec.agentid,
                 token_api: TokenApi::Stable,
                 daily_fetch_budget: None,
+                proxy_accepts_secret: false,
             }
         })
         .collect()

@@ -26,6 +26,7 @@ pub struct AppView {
     agentid: Option<i64>,
     token_api: TokenApi,
     daily_fetch_budget: u32,
+    proxy_accepts_secret: bool,
     /// `config` (wxgate.toml) or `api`.
     source: Source,
     /// This instance's view of the app's token (`null` on an instance that has not loaded it).
@@ -42,6 +43,7 @@ fn view(s: &AppState, app: &App) -> AppView {
         agentid: c.agentid,
         token_api: c.token_api,
         daily_fetch_budget: app.fetch_budget(&s.token_settings),
+        proxy_accepts_secret: c.proxy_accepts_secret,
         source: app.source,
         token: s.tokens.slot(&app.id).map(|slot| slot.status()),
     }
@@ -112,5 +114,33 @@ pub async fn rotate_secret(
     let Json(b) = body?;
     let app = s.apps.rotate_secret(&id, b.secret).await?;
     tracing::info!(app = %id, by = %caller.label(), "app secret rotated");
+    Ok(Json(view(&s, &app)))
+}
+
+/// The settings `PATCH /v1/apps/{id}` may change (the secret has its own route).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppChanges {
+    proxy_accepts_secret: Option<bool>,
+}
+
+/// `PATCH /v1/apps/{id}`: change an API app's settings; fields left out stay as they are.
+pub async fn change(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    body: Body<AppChanges>,
+) -> Result<Json<AppView>, ApiError> {
+    caller.require_admin()?;
+    let Json(b) = body?;
+    let app = s
+        .apps
+        .change(&id, |c| {
+            if let Some(v) = b.proxy_accepts_secret {
+                c.proxy_accepts_secret = v;
+            }
+        })
+        .await?;
+    tracing::info!(app = %id, by = %caller.label(), proxy_accepts_secret = app.proxy_accepts_secret, "app changed");
     Ok(Json(view(&s, &app)))
 }

@@ -80,7 +80,10 @@ pub fn router(state: AppState) -> Router {
 fn v1() -> Router<AppState> {
     Router::new()
         .route("/v1/apps", get(apps::list).post(apps::create))
-        .route("/v1/apps/{id}", get(apps::show).delete(apps::delete))
+        .route(
+            "/v1/apps/{id}",
+            get(apps::show).delete(apps::delete).patch(apps::change),
+        )
         .route("/v1/apps/{id}/secret", put(apps::rotate_secret))
         .route("/v1/apps/{id}/token", get(tokens::get))
         .route("/v1/apps/{id}/token/invalidate", post(tokens::invalidate))

@@ -53,6 +53,8 @@ pub struct App {
     pub token_api: TokenApi,
     /// Overrides `token.daily_fetch_budget` for this app.
     pub daily_fetch_budget: Option<u32>,
+    /// Proxy mode: the token endpoints also take the real secret (see `AppConfig`).
+    pub proxy_accepts_secret: bool,
     pub source: Source,
 }
 
@@ -79,6 +81,7 @@ impl App {
             secret: config.secret,
             token_api: config.token_api,
             daily_fetch_budget: config.daily_fetch_budget,
+            proxy_accepts_secret: config.proxy_accepts_secret,
             source,
         })
     }
@@ -118,6 +121,7 @@ impl App {
             agentid: self.agentid(),
             token_api: self.token_api,
             daily_fetch_budget: self.daily_fetch_budget,
+            proxy_accepts_secret: self.proxy_accepts_secret,
         }
     }
 
@@ -155,6 +159,7 @@ impl App {
             && self.secret.expose_secret() == other.secret.expose_secret()
             && self.token_api == other.token_api
             && self.daily_fetch_budget == other.daily_fetch_budget
+            && self.proxy_accepts_secret == other.proxy_accepts_secret
             && self.source == other.source
     }
 }
@@ -174,6 +179,7 @@ mod tests {
             agentid: wecom.then_some(1_000_002),
             token_api: TokenApi::Classic,
             daily_fetch_budget: Some(100),
+            proxy_accepts_secret: false,
         }
     }
 

@@ -152,9 +152,18 @@ impl AppRegistry {
         id: &str,
         secret: secrecy::SecretString,
     ) -> Result<Arc<App>, RegistryError> {
+        self.change(id, |c| c.secret = secret).await
+    }
+
+    /// Changes an API app's settings with `f`, checks the result and writes it through.
+    pub async fn change(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut AppConfig),
+    ) -> Result<Arc<App>, RegistryError> {
         let current = self.api_managed(id)?;
         let mut config = current.to_config();
-        config.secret = secret;
+        f(&mut config);
         let app = App::new(config, Source::Api).map_err(RegistryError::Invalid)?;
         self.write_through(app).await
     }

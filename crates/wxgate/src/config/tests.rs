@@ -228,6 +228,7 @@ fn app_validate_reports_every_field() {
         agentid: Some(1),
         token_api: TokenApi::Classic,
         daily_fetch_budget: Some(200_000),
+        proxy_accepts_secret: false,
     };
     let msg = app.validate().unwrap_err();
     for field in [
@@ -248,6 +249,7 @@ fn app_validate_reports_every_field() {
         agentid: None,
         secret: "s".into(),
         daily_fetch_budget: None,
+        proxy_accepts_secret: false,
         ..app
     };
     ok.validate().unwrap();

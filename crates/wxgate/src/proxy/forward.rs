@@ -63,7 +63,7 @@ pub(super) async fn forward(State(s): State<ProxyState>, req: Request) -> Respon
     let Some(placeholder) = param(query, "access_token") else {
         return wechat_error(41001, "access_token missing");
     };
-    let (app, _key) = match s.holder(&placeholder).await {
+    let app = match s.holder(&placeholder).await {
         Ok(Some(held)) => held,
         Ok(None) => {
             count("unknown", &path, Some(40001));

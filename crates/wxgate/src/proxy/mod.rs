@@ -132,6 +132,49 @@ impl ProxyState {
             .any(|a| a.wechat_id() == wechat_id)
     }
 
+    /// The apps with `wechat_id` that take their real secret in proxy mode
+    /// (`proxy_accepts_secret`) and whose secret `presented` is.
+    fn apps_by_secret(&self, wechat_id: &str, presented: &str) -> Vec<Arc<App>> {
+        use secrecy::ExposeSecret;
+        use subtle::ConstantTimeEq;
+        self.apps
+            .ids()
+            .iter()
+            .filter_map(|id| self.apps.get(id))
+            .filter(|a| a.wechat_id() == wechat_id && a.proxy_accepts_secret)
+            .filter(|a| {
+                bool::from(
+                    a.secret
+                        .expose_secret()
+                        .as_bytes()
+                        .ct_eq(presented.as_bytes()),
+                )
+            })
+            .collect()
+    }
+
+    /// The apps of `wechat_id` that `presented` (a `secret` slot) may get placeholders for,
+    /// each with the holder a placeholder names: the API key's id, or — for an app that takes
+    /// its real secret — the secret's holder id.
+    async fn holders(
+        &self,
+        wechat_id: &str,
+        presented: &str,
+    ) -> Result<Vec<(Arc<App>, String)>, Response> {
+        if let Some(key) = self.key(presented).await? {
+            let apps = self.apps_of(wechat_id, &key);
+            return Ok(apps.into_iter().map(|a| (a, key.id.clone())).collect());
+        }
+        let apps = self.apps_by_secret(wechat_id, presented);
+        Ok(apps
+            .into_iter()
+            .map(|a| {
+                let holder = secret_holder(&a);
+                (a, holder)
+            })
+            .collect())
+    }
+
     /// The API key presented in a `secret` slot, if it is one.
     async fn key(&self, presented: &str) -> Result<Option<ApiKeyRecord>, Response> {
         if presented.is_empty() {
@@ -143,15 +186,17 @@ impl ProxyState {
             .map_err(|e| unavailable(&e))
     }
 
-    /// The app and key behind a placeholder, if it is one of ours and its key still exists
-    /// and may use the app.
-    async fn holder(
-        &self,
-        placeholder: &str,
-    ) -> Result<Option<(Arc<App>, ApiKeyRecord)>, Response> {
+    /// The app behind a placeholder, if it is one of ours and what it was handed out for (an
+    /// API key that may use the app, or the app's secret) still holds.
+    async fn holder(&self, placeholder: &str) -> Result<Option<Arc<App>>, Response> {
         let Some(h) = self.placeholders.open(placeholder) else {
             return Ok(None);
         };
+        if h.key_id.starts_with(SECRET_HOLDER) {
+            // Handed out for the real secret: good while the app takes it and has that secret.
+            let app = self.apps.get(&h.app).filter(|a| a.proxy_accepts_secret);
+            return Ok(app.filter(|a| secret_holder(a) == h.key_id));
+        }
         let key = self
             .keys
             .by_id(&self.store, &h.key_id)
@@ -159,8 +204,26 @@ impl ProxyState {
             .map_err(|e| unavailable(&e))?;
         Ok(key
             .filter(|k| k.apps.allows(&h.app))
-            .and_then(|k| Some((self.apps.get(&h.app)?, k))))
+            .and_then(|_| self.apps.get(&h.app)))
     }
+}
+
+/// The holder id of placeholders handed out for an app's real secret: API key ids start with
+/// `key_`, so the two never meet.
+const SECRET_HOLDER: &str = "secret-";
+
+/// Named by a digest of the secret (never the secret): rotating it voids its placeholders.
+fn secret_holder(app: &App) -> String {
+    use secrecy::ExposeSecret;
+    let digest = crate::crypto::hmac_sha256(
+        b"wxgate proxy secret holder",
+        &[
+            app.id.as_bytes(),
+            b"\n",
+            app.secret.expose_secret().as_bytes(),
+        ],
+    );
+    format!("{SECRET_HOLDER}{}", hex::encode(&digest[..8]))
 }
 
 /// The store could not be asked: WeChat's "system busy", which SDKs retry a bounded number

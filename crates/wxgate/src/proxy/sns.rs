@@ -40,14 +40,13 @@ pub(super) async fn oauth2_access_token(
 async fn with_secret(s: &ProxyState, path: &str, kind: AppKind, query: &str) -> Response {
     let appid = param(query, "appid").unwrap_or_default();
     let presented = param(query, "secret").unwrap_or_default();
-    let key = match s.key(&presented).await {
-        Ok(k) => k,
+    let holders = match s.holders(&appid, &presented).await {
+        Ok(h) => h,
         Err(r) => return r,
     };
-    let apps: Vec<_> = key
-        .map(|k| s.apps_of(&appid, &k))
-        .unwrap_or_default()
+    let apps: Vec<_> = holders
         .into_iter()
+        .map(|(a, _)| a)
         .filter(|a| a.kind() == kind)
         .collect();
     let [app] = apps.as_slice() else {

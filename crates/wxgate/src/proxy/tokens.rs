@@ -73,20 +73,18 @@ async fn grant(
     if grant_type != "client_credential" {
         return wechat_error(40002, "invalid grant_type: expected client_credential");
     }
-    let apps = match s.key(secret).await {
-        Ok(Some(key)) => s
-            .apps_of(appid, &key)
-            .into_iter()
-            .filter(|a| a.kind() != AppKind::Wecom)
-            .map(|a| (a, key.id.clone()))
-            .collect(),
-        Ok(None) => Vec::new(),
+    let apps = match s.holders(appid, secret).await {
+        Ok(h) => h,
         Err(r) => return r,
     };
+    let apps: Vec<_> = apps
+        .into_iter()
+        .filter(|(a, _)| a.kind() != AppKind::Wecom)
+        .collect();
     match apps.as_slice() {
-        [(app, key_id)] => {
+        [(app, holder)] => {
             count(&app.id, path, Some(0));
-            let placeholder = s.placeholders.mint(&app.id, key_id);
+            let placeholder = s.placeholders.mint(&app.id, holder);
             wechat_json(
                 StatusCode::OK,
                 &json!({"access_token": placeholder, "expires_in": EXPIRES_IN}),
@@ -105,24 +103,19 @@ async fn grant(
 /// (a corp has one secret per app), so it must be allowed exactly one app of the corp.
 pub(super) async fn wecom(State(s): State<ProxyState>, Query(q): Params) -> Response {
     let corpid = q.get("corpid").map(String::as_str).unwrap_or("");
-    let key = match s
-        .key(q.get("corpsecret").map(String::as_str).unwrap_or(""))
-        .await
-    {
-        Ok(k) => k,
+    let secret = q.get("corpsecret").map(String::as_str).unwrap_or("");
+    let apps = match s.holders(corpid, secret).await {
+        Ok(h) => h,
         Err(r) => return r,
     };
-    let apps: Vec<_> = key
-        .as_ref()
-        .map(|k| s.apps_of(corpid, k))
-        .unwrap_or_default()
+    let apps: Vec<_> = apps
         .into_iter()
-        .filter(|a| a.kind() == AppKind::Wecom)
+        .filter(|(a, _)| a.kind() == AppKind::Wecom)
         .collect();
-    match (apps.as_slice(), key) {
-        ([app], Some(key)) => {
+    match apps.as_slice() {
+        [(app, holder)] => {
             count(&app.id, "/cgi-bin/gettoken", Some(0));
-            let placeholder = s.placeholders.mint(&app.id, &key.id);
+            let placeholder = s.placeholders.mint(&app.id, holder);
             wechat_json(
                 StatusCode::OK,
                 &json!({"errcode": 0, "errmsg": "ok", "access_token": placeholder, "expires_in": EXPIRES_IN}),
@@ -131,7 +124,7 @@ pub(super) async fn wecom(State(s): State<ProxyState>, Query(q): Params) -> Resp
         _ if !s.knows(corpid) => {
             wechat_error(40013, "invalid corpid: no app of this wxgate has it")
         }
-        ([], _) => wechat_error(
+        [] => wechat_error(
             40001,
             "invalid secret: give a wxgate API key for this WeCom app in corpsecret, not the app secret",
         ),

@@ -16,19 +16,22 @@ use crate::crypto::{CryptoError, MasterKey};
 use super::{Change, Store, StoreError, now_ms, on_backend, portable};
 
 const SELECT_APPS: &str = "SELECT id, kind, appid, corpid, agentid, token_api, \
-                           daily_fetch_budget, secret_sealed FROM apps ORDER BY id";
+                           daily_fetch_budget, proxy_accepts_secret, secret_sealed FROM apps \
+                           ORDER BY id";
 
 const SELECT_APP: &str = "SELECT id, kind, appid, corpid, agentid, token_api, \
-                          daily_fetch_budget, secret_sealed FROM apps WHERE id = $1";
+                          daily_fetch_budget, proxy_accepts_secret, secret_sealed FROM apps \
+                          WHERE id = $1";
 
 /// Insert, or replace every field but `created_at_ms` (`$9` is "now" for both timestamps).
 const UPSERT_APP: &str = "INSERT INTO apps (id, kind, appid, corpid, agentid, token_api, \
-     daily_fetch_budget, secret_sealed, created_at_ms, updated_at_ms) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+     daily_fetch_budget, secret_sealed, created_at_ms, updated_at_ms, proxy_accepts_secret) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) \
      ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, appid = excluded.appid, \
      corpid = excluded.corpid, agentid = excluded.agentid, token_api = excluded.token_api, \
      daily_fetch_budget = excluded.daily_fetch_budget, secret_sealed = excluded.secret_sealed, \
-     updated_at_ms = excluded.updated_at_ms";
+     updated_at_ms = excluded.updated_at_ms, \
+     proxy_accepts_secret = excluded.proxy_accepts_secret";
 
 const DELETE_APP: &str = "DELETE FROM apps WHERE id = $1";
 
@@ -42,6 +45,7 @@ pub(crate) struct AppRow {
     agentid: Option<i64>,
     token_api: String,
     daily_fetch_budget: Option<i64>,
+    proxy_accepts_secret: bool,
     secret_sealed: String,
 }
 
@@ -112,6 +116,7 @@ portable! { impl AppsBackend {
             .bind(app.daily_fetch_budget.map(i64::from))
             .bind(sealed)
             .bind(now)
+            .bind(app.proxy_accepts_secret)
             .execute(self.pool())
             .await?;
         Ok(())
@@ -150,6 +155,7 @@ impl AppRow {
             agentid: self.agentid,
             token_api,
             daily_fetch_budget,
+            proxy_accepts_secret: self.proxy_accepts_secret,
         })
     }
 }

@@ -65,6 +65,7 @@ pub fn oa_app(id: &str) -> AppConfig {
         agentid: None,
         token_api: TokenApi::Stable,
         daily_fetch_budget: None,
+        proxy_accepts_secret: false,
     }
 }
 
@@ -78,5 +79,6 @@ pub fn wecom_app(id: &str) -> AppConfig {
         agentid: Some(1_000_002),
         token_api: TokenApi::Classic,
         daily_fetch_budget: Some(500),
+        proxy_accepts_secret: false,
     }
 }

@@ -44,6 +44,7 @@ pub fn app(id: &str, kind: AppKind, appid: &str, secret: &str, api: TokenApi) ->
         agentid: (kind == AppKind::Wecom).then_some(1_000_002),
         token_api: api,
         daily_fetch_budget: None,
+        proxy_accepts_secret: false,
     }
 }
 

@@ -462,3 +462,161 @@ async fn a_body_too_big_to_replay_is_not_replayed_and_says_so() {
         "the next try goes through"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_secret_is_taken_only_by_apps_that_opt_in_and_only_while_they_do() {
+    let app = spawn_with(SimConfig::default(), vec![], |c| {
+        c.proxy_listen = Some("127.0.0.1:0".parse().unwrap());
+    })
+    .await;
+    let def = json!({"id": "oa", "kind": "official_account", "appid": "wxdemo_oa",
+        "secret": "demo-oa-secret", "proxy_accepts_secret": true});
+    let (s, v) = app.call("POST", "/v1/apps", Some(ADMIN), Some(def)).await;
+    assert_eq!(
+        (s, &v["proxy_accepts_secret"]),
+        (StatusCode::CREATED, &json!(true)),
+        "{v}"
+    );
+    let t = classic_token(&app, "wxdemo_oa", "demo-oa-secret").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(t.starts_with("wxgp.oa.secret-"), "{t}");
+    assert_eq!(template_send(&app, &t, "oSecret0001").await["errcode"], 0);
+    assert_eq!(
+        classic_token(&app, "wxdemo_oa", "another-secret").await["errcode"],
+        40125
+    );
+
+    // Turned off: the placeholders it handed out stop working, and the secret is refused.
+    let off = json!({"proxy_accepts_secret": false});
+    let (s, v) = app
+        .call("PATCH", "/v1/apps/oa", Some(ADMIN), Some(off))
+        .await;
+    assert_eq!(
+        (s, &v["proxy_accepts_secret"]),
+        (StatusCode::OK, &json!(false)),
+        "{v}"
+    );
+    assert_eq!(
+        template_send(&app, &t, "oSecret0002").await["errcode"],
+        40001
+    );
+    assert_eq!(
+        classic_token(&app, "wxdemo_oa", "demo-oa-secret").await["errcode"],
+        40125
+    );
+
+    // On again, then the secret is rotated: placeholders for the old secret are void.
+    let on = json!({"proxy_accepts_secret": true});
+    app.call("PATCH", "/v1/apps/oa", Some(ADMIN), Some(on))
+        .await;
+    assert_eq!(template_send(&app, &t, "oSecret0003").await["errcode"], 0);
+    let (s, _) = app
+        .call(
+            "PUT",
+            "/v1/apps/oa/secret",
+            Some(ADMIN),
+            Some(json!({"secret": "demo-oa-secret-2"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        template_send(&app, &t, "oSecret0004").await["errcode"],
+        40001
+    );
+    let (s, v) = app
+        .call(
+            "PATCH",
+            "/v1/apps/oa",
+            Some(ADMIN),
+            Some(json!({"secret": "x"})),
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "only settings, not the secret: {v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_picks_the_host_and_json_bodies_pass_byte_for_byte() {
+    // WeCom on a simulator of its own: a WeCom app's calls must go there, an OA app's calls to
+    // the WeChat one, for the same path.
+    let wecom = wxsim::start_with_clock(SimConfig::default(), wxgate::clock::Clock::new())
+        .await
+        .unwrap();
+    let wecom_base = wxgate::config::ApiBase::try_from(wecom.base_url()).unwrap();
+    let apps = vec![
+        shop(TokenApi::Stable),
+        app(
+            "corp",
+            AppKind::Wecom,
+            "wwdemo_corp",
+            "demo-wecom-secret",
+            TokenApi::Stable,
+        ),
+    ];
+    let app = spawn_with(SimConfig::default(), apps, |c| {
+        c.proxy_listen = Some("127.0.0.1:0".parse().unwrap());
+        c.wecom_api_base = wecom_base;
+    })
+    .await;
+    let (_, oa_key) = key(&app, json!(["shop"])).await;
+    let (_, corp_key) = key(&app, json!(["corp"])).await;
+    let oa_t = classic_token(&app, "wxdemo_oa", &oa_key).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let q = [("corpid", "wwdemo_corp"), ("corpsecret", corp_key.as_str())];
+    let (_, _, v) = send(
+        app.http
+            .get(format!("{}/cgi-bin/gettoken", proxy(&app)))
+            .query(&q),
+    )
+    .await;
+    let corp_t = v["access_token"].as_str().unwrap().to_string();
+
+    // An odd but valid JSON body (spacing, key order, escapes): WeChat gets these bytes.
+    let body = "{ \"z\":1,\"a\" : \"\\u4e2d\\/x\" ,\"n\":1.50 }";
+    let digest = wxgate_sha256_hex(body.as_bytes());
+    let path = "/cgi-bin/user/info/updateremark";
+    for (token, sim_app, sim) in [
+        (&oa_t, "wxdemo_oa", &app.sim),
+        (&corp_t, "wwdemo_corp:1000002", &wecom),
+    ] {
+        let url = format!("{}{path}", proxy(&app));
+        let req = app
+            .http
+            .post(url)
+            .query(&[("access_token", token.as_str()), ("lang", "zh_CN")]);
+        let (s, _, v) = send(req.header("content-type", "application/json").body(body)).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+        let echo = &v["echo"];
+        assert_eq!(
+            (&echo["path"], &echo["query"]),
+            (&json!(path), &json!("lang=zh_CN")),
+            "{v}"
+        );
+        assert_eq!(
+            echo["body_sha256"], digest,
+            "the body reached WeChat unchanged: {v}"
+        );
+        assert_eq!(
+            sim.stats(sim_app).unwrap().calls_by_path.get(path),
+            Some(&1),
+            "{sim_app}"
+        );
+    }
+    assert_eq!(
+        wecom.stats("wxdemo_oa").unwrap().calls_by_path.get(path),
+        None,
+        "OA call on the WeCom host"
+    );
+}
+
+fn wxgate_sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(b))
+}

@@ -23,6 +23,7 @@ fn app(kind: AppKind) -> App {
         agentid: (kind == AppKind::Wecom).then_some(1000002),
         token_api: TokenApi::Stable,
         daily_fetch_budget: None,
+        proxy_accepts_secret: false,
     };
     App::new(config, Source::Config).expect("a valid test app")
 }

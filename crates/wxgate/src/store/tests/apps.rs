@@ -111,6 +111,7 @@ async fn put_twice_keeps_created_at_and_updates_the_rest(db: TestDb) {
         secret: "rotated-secret".into(),
         token_api: TokenApi::Classic,
         daily_fetch_budget: Some(100),
+        proxy_accepts_secret: false,
         ..oa_app("main")
     };
     store.put_app(&changed, &key).await.unwrap();
