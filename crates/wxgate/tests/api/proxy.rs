@@ -13,13 +13,7 @@ use crate::helpers::*;
 async fn proxied() -> TestApp {
     let apps = vec![
         shop(TokenApi::Stable),
-        app(
-            "mini",
-            AppKind::MiniProgram,
-            "wxdemo_mp",
-            "demo-mp-secret",
-            TokenApi::Stable,
-        ),
+        mini(),
         app(
             "corp",
             AppKind::Wecom,
@@ -28,6 +22,23 @@ async fn proxied() -> TestApp {
             TokenApi::Stable,
         ),
     ];
+    with_proxy(apps).await
+}
+
+/// The simulator's demo Mini Program as app `mini`.
+pub(crate) fn mini() -> wxgate::config::AppConfig {
+    let secret = "demo-mp-secret";
+    app(
+        "mini",
+        AppKind::MiniProgram,
+        "wxdemo_mp",
+        secret,
+        TokenApi::Stable,
+    )
+}
+
+/// A gateway with a proxy listener, for `apps`.
+pub(crate) async fn with_proxy(apps: Vec<wxgate::config::AppConfig>) -> TestApp {
     spawn_with(SimConfig::default(), apps, |c| {
         c.proxy_listen = Some("127.0.0.1:0".parse().unwrap());
     })
@@ -35,7 +46,7 @@ async fn proxied() -> TestApp {
 }
 
 /// A key for `apps`: (id, key).
-async fn key(app: &TestApp, apps: Value) -> (String, String) {
+pub(crate) async fn key(app: &TestApp, apps: Value) -> (String, String) {
     let body = json!({"name": "sdk", "apps": apps});
     let (s, v) = app.call("POST", "/v1/keys", Some(ADMIN), Some(body)).await;
     assert_eq!(s, StatusCode::CREATED, "{v}");
@@ -45,7 +56,7 @@ async fn key(app: &TestApp, apps: Value) -> (String, String) {
     )
 }
 
-fn proxy(app: &TestApp) -> String {
+pub(crate) fn proxy(app: &TestApp) -> String {
     app.gw
         .as_ref()
         .unwrap()
@@ -78,6 +89,15 @@ async fn classic_token(app: &TestApp, appid: &str, secret: &str) -> Value {
     assert_eq!(s, StatusCode::OK, "token endpoints always answer 200: {v}");
     assert_eq!(ct, "application/json; encoding=utf-8");
     v
+}
+
+/// The placeholder the proxy hands out for `appid` and `secret` (asserted to be one).
+async fn placeholder(app: &TestApp, appid: &str, secret: &str) -> String {
+    let v = classic_token(app, appid, secret).await;
+    v["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v}"))
+        .to_string()
 }
 
 fn order(to: &str) -> Value {
@@ -206,10 +226,7 @@ async fn token_endpoints_hand_out_placeholders_in_wechats_shape() {
 async fn calls_are_forwarded_with_the_real_token_and_a_rotation_costs_one_refresh() {
     let app = proxied().await;
     let (key_id, shop_key) = key(&app, json!(["shop"])).await;
-    let placeholder = classic_token(&app, "wxdemo_oa", &shop_key).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let placeholder = placeholder(&app, "wxdemo_oa", &shop_key).await;
     let v = template_send(&app, &placeholder, "oProxy0001").await;
     assert_eq!(v["errcode"], 0, "{v}");
     assert!(
@@ -315,10 +332,7 @@ fn multipart(data: &[u8]) -> (String, Vec<u8>) {
 async fn media_go_up_as_multipart_and_come_back_byte_for_byte_with_their_headers() {
     let app = proxied().await;
     let (_, k) = key(&app, json!(["shop"])).await;
-    let t = classic_token(&app, "wxdemo_oa", &k).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let t = placeholder(&app, "wxdemo_oa", &k).await;
     let image: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let (ct, body) = multipart(&image);
     let url = format!("{}/cgi-bin/media/upload", proxy(&app));
@@ -426,10 +440,7 @@ async fn a_body_too_big_to_replay_is_not_replayed_and_says_so() {
     })
     .await;
     let (_, k) = key(&app, json!(["shop"])).await;
-    let t = classic_token(&app, "wxdemo_oa", &k).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let t = placeholder(&app, "wxdemo_oa", &k).await;
     let (ct, body) = multipart(&[7u8; 4096]);
     let upload = || {
         let url = format!("{}/cgi-bin/media/upload", proxy(&app));
@@ -477,10 +488,7 @@ async fn the_real_secret_is_taken_only_by_apps_that_opt_in_and_only_while_they_d
         (StatusCode::CREATED, &json!(true)),
         "{v}"
     );
-    let t = classic_token(&app, "wxdemo_oa", "demo-oa-secret").await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let t = placeholder(&app, "wxdemo_oa", "demo-oa-secret").await;
     assert!(t.starts_with("wxgp.oa.secret-"), "{t}");
     assert_eq!(template_send(&app, &t, "oSecret0001").await["errcode"], 0);
     assert_eq!(
@@ -565,10 +573,7 @@ async fn the_app_picks_the_host_and_json_bodies_pass_byte_for_byte() {
     .await;
     let (_, oa_key) = key(&app, json!(["shop"])).await;
     let (_, corp_key) = key(&app, json!(["corp"])).await;
-    let oa_t = classic_token(&app, "wxdemo_oa", &oa_key).await["access_token"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let oa_t = placeholder(&app, "wxdemo_oa", &oa_key).await;
     let q = [("corpid", "wwdemo_corp"), ("corpsecret", corp_key.as_str())];
     let (_, _, v) = send(
         app.http

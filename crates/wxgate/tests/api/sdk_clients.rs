@@ -8,10 +8,10 @@
 use std::path::PathBuf;
 
 use serde_json::{Value, json};
-use wxgate::config::{AppKind, TokenApi};
-use wxsim::SimConfig;
+use wxgate::config::TokenApi;
 
 use crate::helpers::*;
+use crate::proxy::{key, mini, proxy, with_proxy};
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -30,29 +30,8 @@ fn sdk_path(env: &str, default: &str) -> PathBuf {
 }
 
 async fn gateway() -> TestApp {
-    let apps = vec![
-        shop(TokenApi::Classic),
-        app(
-            "mini",
-            AppKind::MiniProgram,
-            "wxdemo_mp",
-            "demo-mp-secret",
-            TokenApi::Stable,
-        ),
-    ];
-    spawn_with(SimConfig::default(), apps, |c| {
-        c.proxy_listen = Some("127.0.0.1:0".parse().unwrap());
-    })
-    .await
-}
-
-async fn key(app: &TestApp, apps: Value) -> (String, String) {
-    let body = json!({"name": "sdk", "apps": apps});
-    let (_, v) = app.call("POST", "/v1/keys", Some(ADMIN), Some(body)).await;
-    (
-        v["id"].as_str().unwrap().into(),
-        v["key"].as_str().unwrap().into(),
-    )
+    let apps = vec![shop(TokenApi::Classic), mini()];
+    with_proxy(apps).await
 }
 
 /// Runs `program args…` and returns the JSON object it prints.
@@ -101,7 +80,7 @@ async fn wechatpy_works_through_the_proxy_without_the_real_token_or_secret() {
     let (_, mp_key) = key(&app, json!(["mini"])).await;
     let mut cmd = tokio::process::Command::new(python);
     cmd.arg(workspace().join("crates/wxgate/tests/sdk/wechatpy_through_proxy.py"))
-        .arg(app.gw.as_ref().unwrap().proxy_url().unwrap())
+        .arg(proxy(&app))
         .arg(app.sim.base_url())
         .arg(&app.base)
         .args([ADMIN, oa_id.as_str(), oa_key.as_str(), mp_key.as_str()]);
@@ -128,7 +107,7 @@ async fn node_wechat_api_works_through_the_proxy_by_setting_its_endpoint() {
     let mut cmd = tokio::process::Command::new("node");
     cmd.env("NODE_PATH", &modules)
         .arg(workspace().join("crates/wxgate/tests/sdk/wechat_api_through_proxy.js"))
-        .arg(app.gw.as_ref().unwrap().proxy_url().unwrap())
+        .arg(proxy(&app))
         .arg(app.sim.base_url())
         .arg(&app.base)
         .args([ADMIN, oa_id.as_str(), oa_key.as_str()]);
