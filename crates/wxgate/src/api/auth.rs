@@ -3,6 +3,7 @@
 //! constant time. No `Authorization` → 401; a key used for another app → 403.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -77,17 +78,27 @@ impl Caller {
 
 /// Recently seen keys by hash. Lock held only to read or insert one entry.
 #[derive(Default)]
-pub struct KeyCache(RwLock<HashMap<[u8; 32], (ApiKeyRecord, Instant)>>);
+pub struct KeyCache {
+    keys: RwLock<HashMap<[u8; 32], (ApiKeyRecord, Instant)>>,
+    /// Bumped by every forget: a store read that started before a key was deleted does not
+    /// put it back (it would work here for a minute more).
+    forgotten: AtomicU64,
+}
 
 impl KeyCache {
     fn get(&self, hash: &[u8; 32]) -> Option<ApiKeyRecord> {
-        let map = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let map = self.keys.read().unwrap_or_else(|p| p.into_inner());
         map.get(hash)
             .filter(|(_, at)| at.elapsed() < KEY_CACHE_TTL)
             .map(|(k, _)| k.clone())
     }
-    fn put(&self, hash: [u8; 32], k: ApiKeyRecord) {
-        let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
+    /// Remembers `k` unless a key was forgotten since `seen` (a read of `forgotten` made
+    /// before the store was asked).
+    fn put(&self, hash: [u8; 32], k: ApiKeyRecord, seen: u64) {
+        let mut map = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        if self.forgotten.load(Ordering::Acquire) != seen {
+            return;
+        }
         map.retain(|_, (_, at)| at.elapsed() < KEY_CACHE_TTL);
         map.insert(hash, (k, Instant::now()));
     }
@@ -101,9 +112,10 @@ impl KeyCache {
         if let Some(k) = self.get(&hash) {
             return Ok(Some(k));
         }
+        let seen = self.forgotten.load(Ordering::Acquire);
         let found = store.find_api_key(presented).await?;
         if let Some(k) = &found {
-            self.put(hash, k.clone());
+            self.put(hash, k.clone(), seen);
         }
         Ok(found)
     }
@@ -116,7 +128,7 @@ impl KeyCache {
         key_id: &str,
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
         let cached = {
-            let map = self.0.read().unwrap_or_else(|p| p.into_inner());
+            let map = self.keys.read().unwrap_or_else(|p| p.into_inner());
             map.values()
                 .find(|(k, at)| k.id == key_id && at.elapsed() < KEY_CACHE_TTL)
                 .map(|(k, _)| k.clone())
@@ -124,25 +136,27 @@ impl KeyCache {
         if cached.is_some() {
             return Ok(cached);
         }
+        let seen = self.forgotten.load(Ordering::Acquire);
         let found = store.api_key_by_id(key_id).await?;
         if let Some(k) = &found {
             // Not keyed by its hash (unknown here): by a value no real hash can take, the
             // SHA-256 of its id under a domain prefix.
             let slot = crate::crypto::hmac_sha256(b"wxgate key-by-id", &[key_id.as_bytes()]);
-            self.put(slot, k.clone());
+            self.put(slot, k.clone(), seen);
         }
         Ok(found)
     }
 
     pub fn forget(&self, key_id: &str) {
-        self.0
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, (k, _)| k.id != key_id);
+        let mut map = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        self.forgotten.fetch_add(1, Ordering::AcqRel);
+        map.retain(|_, (k, _)| k.id != key_id);
     }
 
     fn clear(&self) {
-        self.0.write().unwrap_or_else(|p| p.into_inner()).clear();
+        let mut map = self.keys.write().unwrap_or_else(|p| p.into_inner());
+        self.forgotten.fetch_add(1, Ordering::AcqRel);
+        map.clear();
     }
 
     /// Forgets keys as any instance on the store deletes them, and everything when changes may

@@ -4,8 +4,10 @@
 //! handled once inside (`forward.rs`), and login calls sent with the real secret (`sns.rs`).
 //! The real token and secret never leave the gateway.
 
+mod bodies;
 mod forward;
 mod placeholder;
+mod query;
 mod sns;
 mod tokens;
 
@@ -22,6 +24,8 @@ pub use placeholder::{Holder, Placeholders};
 use crate::api::auth::KeyCache;
 use crate::apps::{App, AppRegistry};
 use crate::config::ProxyConfig;
+use secrecy::ExposeSecret;
+
 use crate::store::{ApiKeyRecord, Store};
 use crate::token::TokenManager;
 use crate::wechat::Client;
@@ -48,6 +52,7 @@ pub fn router(state: ProxyState) -> Router {
         .route("/sns/jscode2session", get(sns::jscode2session))
         .route("/sns/oauth2/access_token", get(sns::oauth2_access_token))
         .fallback(forward::forward)
+        .method_not_allowed_fallback(forward::wrong_method)
         .with_state(state)
 }
 
@@ -113,13 +118,20 @@ pub(crate) fn wechat_json(status: StatusCode, v: &serde_json::Value) -> Response
 }
 
 impl ProxyState {
-    /// The apps whose WeChat id (appid or corpid) is `wechat_id` and that `key` may use.
+    /// The app whose WeChat id (appid or corpid) is `wechat_id`, when `key` is a key for it
+    /// alone: a key that may use other apps too is refused in a secret slot, where a service
+    /// keeps it beside one app's settings.
     fn apps_of(&self, wechat_id: &str, key: &ApiKeyRecord) -> Vec<Arc<App>> {
+        let crate::store::AppScope::Only(ids) = &key.apps else {
+            return Vec::new();
+        };
+        let [only] = ids.as_slice() else {
+            return Vec::new();
+        };
         self.apps
-            .ids()
-            .iter()
-            .filter_map(|id| self.apps.get(id))
-            .filter(|a| a.wechat_id() == wechat_id && key.apps.allows(&a.id))
+            .get(only)
+            .filter(|a| a.wechat_id() == wechat_id)
+            .into_iter()
             .collect()
     }
 
@@ -135,7 +147,6 @@ impl ProxyState {
     /// The apps with `wechat_id` that take their real secret in proxy mode
     /// (`proxy_accepts_secret`) and whose secret `presented` is.
     fn apps_by_secret(&self, wechat_id: &str, presented: &str) -> Vec<Arc<App>> {
-        use secrecy::ExposeSecret;
         use subtle::ConstantTimeEq;
         self.apps
             .ids()
@@ -169,7 +180,9 @@ impl ProxyState {
         Ok(apps
             .into_iter()
             .map(|a| {
-                let holder = secret_holder(&a);
+                let holder = self
+                    .placeholders
+                    .secret_holder(&a.id, a.secret.expose_secret());
                 (a, holder)
             })
             .collect())
@@ -192,10 +205,14 @@ impl ProxyState {
         let Some(h) = self.placeholders.open(placeholder) else {
             return Ok(None);
         };
-        if h.key_id.starts_with(SECRET_HOLDER) {
+        if h.key_id.starts_with(placeholder::SECRET_HOLDER) {
             // Handed out for the real secret: good while the app takes it and has that secret.
             let app = self.apps.get(&h.app).filter(|a| a.proxy_accepts_secret);
-            return Ok(app.filter(|a| secret_holder(a) == h.key_id));
+            return Ok(app.filter(|a| {
+                self.placeholders
+                    .secret_holder(&a.id, a.secret.expose_secret())
+                    == h.key_id
+            }));
         }
         let key = self
             .keys
@@ -206,24 +223,6 @@ impl ProxyState {
             .filter(|k| k.apps.allows(&h.app))
             .and_then(|_| self.apps.get(&h.app)))
     }
-}
-
-/// The holder id of placeholders handed out for an app's real secret: API key ids start with
-/// `key_`, so the two never meet.
-const SECRET_HOLDER: &str = "secret-";
-
-/// Named by a digest of the secret (never the secret): rotating it voids its placeholders.
-fn secret_holder(app: &App) -> String {
-    use secrecy::ExposeSecret;
-    let digest = crate::crypto::hmac_sha256(
-        b"wxgate proxy secret holder",
-        &[
-            app.id.as_bytes(),
-            b"\n",
-            app.secret.expose_secret().as_bytes(),
-        ],
-    );
-    format!("{SECRET_HOLDER}{}", hex::encode(&digest[..8]))
 }
 
 /// The store could not be asked: WeChat's "system busy", which SDKs retry a bounded number
@@ -237,18 +236,51 @@ fn unavailable(e: &dyn std::fmt::Display) -> Response {
 }
 
 /// One proxied request, counted by app, path and WeChat's errcode (`none` for files and
-/// answers without one). Paths are WeChat API paths within the allowlist.
+/// answers without one).
 pub(crate) fn count(app: &str, path: &str, errcode: Option<i64>) {
     let errcode = errcode.map_or_else(|| "none".to_string(), |e| e.to_string());
     metrics::counter!("wxgate_proxy_requests_total", "app" => app.to_string(), "path" => metric_path(path), "errcode" => errcode).increment(1);
 }
 
-/// A path as a metrics label: bounded in length and alphabet, so a caller cannot mint labels
-/// freely (the path is checked against the allowlist before it is counted).
-fn metric_path(path: &str) -> String {
-    let ok = path.len() <= 64
-        && path
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-'));
-    if ok { path.to_string() } else { "other".into() }
+/// The paths counted by name; any other is counted under its allowlist prefix (`/wxa/*`), so
+/// callers cannot mint labels.
+const COUNTED_PATHS: [&str; 16] = [
+    "/cgi-bin/token",
+    "/cgi-bin/stable_token",
+    "/cgi-bin/gettoken",
+    "/cgi-bin/message/template/send",
+    "/cgi-bin/message/subscribe/send",
+    "/cgi-bin/message/send",
+    "/cgi-bin/message/custom/send",
+    "/cgi-bin/media/upload",
+    "/cgi-bin/media/get",
+    "/cgi-bin/user/info",
+    "/wxa/getwxacode",
+    "/wxa/getwxacodeunlimit",
+    "/wxa/msg_sec_check",
+    "/sns/jscode2session",
+    "/sns/oauth2/access_token",
+    "/sns/userinfo",
+];
+
+fn metric_path(path: &str) -> &'static str {
+    if let Some(known) = COUNTED_PATHS.iter().find(|p| **p == path) {
+        return known;
+    }
+    match forward::PREFIXES.iter().find(|p| path.starts_with(**p)) {
+        Some(prefix) => prefix_label(prefix),
+        None => "other",
+    }
+}
+
+fn prefix_label(prefix: &str) -> &'static str {
+    match prefix {
+        "/cgi-bin/" => "/cgi-bin/*",
+        "/wxa/" => "/wxa/*",
+        "/datacube/" => "/datacube/*",
+        "/card/" => "/card/*",
+        "/customservice/" => "/customservice/*",
+        "/merchant/" => "/merchant/*",
+        _ => "other",
+    }
 }

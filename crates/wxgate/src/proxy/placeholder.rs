@@ -10,6 +10,8 @@ use subtle::ConstantTimeEq;
 use crate::crypto::{MasterKey, hmac_sha256};
 
 const PREFIX: &str = "wxgp";
+/// How the holder of a placeholder handed out for an app's real secret starts.
+pub(super) const SECRET_HOLDER: &str = "secret-";
 /// The master-key derivation purpose; changing it voids every placeholder handed out.
 const PURPOSE: &str = "wxgate proxy placeholders v1";
 
@@ -52,6 +54,18 @@ impl Placeholders {
             app: app.to_string(),
             key_id: key_id.to_string(),
         })
+    }
+
+    /// The holder a placeholder names when it was handed out for app `app`'s real secret
+    /// (`proxy_accepts_secret`): a keyed digest of the secret, so rotating the secret voids
+    /// those placeholders and the secret cannot be guessed from them. API key ids start with
+    /// `key_`, so the two never meet.
+    pub fn secret_holder(&self, app: &str, secret: &str) -> String {
+        let digest = hmac_sha256(
+            &self.key,
+            &[b"secret\n", app.as_bytes(), b"\n", secret.as_bytes()],
+        );
+        format!("{SECRET_HOLDER}{}", hex::encode(&digest[..12]))
     }
 
     fn mac(&self, app: &str, key_id: &str) -> [u8; 32] {

@@ -112,6 +112,11 @@ impl AppGate {
         self.limits.enter().await
     }
 
+    /// One more turn at the app's rate for a send already entered (see `Limits::pace`).
+    pub async fn pace(&self) {
+        self.limits.pace().await
+    }
+
     pub fn paused_until_ms(&self) -> i64 {
         self.paused_until_ms.load(Ordering::Relaxed)
     }

@@ -1,6 +1,8 @@
 //! One send: the app's token, the call to WeChat, and what its answer means for the message
-//! (invariant 10), as a `Finish` for the store. Never retries in place: a retry is a new claim
-//! later, so a process that dies loses no decision.
+//! (invariant 10), as a `Finish` for the store. The only call made again in place is one whose
+//! token WeChat refused (`Client::with_token`: once, with the new token, at the app's pace, and
+//! not if the lease was lost meanwhile); every other retry is a new claim later, so a process
+//! that dies loses no decision.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -115,7 +117,7 @@ pub(crate) async fn deliver(inner: &Inner, c: Claimed, lost: &AtomicBool) -> Opt
     if lost.load(Ordering::Acquire) {
         return None;
     }
-    Some(call(inner, c, &gate).await)
+    Some(call(inner, c, &gate, lost).await)
 }
 
 /// Whether `c`'s app is unknown here. The registry is asked to re-read it from the store
@@ -161,7 +163,12 @@ async fn unknown_app(inner: &Inner, c: &Claimed, now: i64) -> Option<Finish> {
 }
 
 /// The call to WeChat, once the gate let it through.
-async fn call(inner: &Inner, mut c: Claimed, gate: &super::gate::AppGate) -> Finish {
+async fn call(
+    inner: &Inner,
+    mut c: Claimed,
+    gate: &super::gate::AppGate,
+    lost: &AtomicBool,
+) -> Finish {
     let now = inner.clock.now_ms();
     let next = |next: Next, attempt: Option<AttemptRecord>| Finish {
         id: c.id.clone(),
@@ -185,41 +192,52 @@ async fn call(inner: &Inner, mut c: Claimed, gate: &super::gate::AppGate) -> Fin
     let kind = c.kind;
     // Moved into the first request and shared by the replay, never copied per send.
     let body = bytes::Bytes::from(std::mem::take(&mut c.body));
+    let mut sends = 0;
     let called = inner
         .client
-        .with_token(&inner.tokens, &c.app, true, |token: Token| {
-            let secret = token.value.expose();
-            let endpoint = || endpoint(&inner.client, kind);
-            let request = match gate.send_url(kind, token.generation, secret, endpoint) {
-                Some(url) => inner.client.http().post(url),
-                // Not a URL (the config check makes this unreachable): reqwest reports it.
-                None => inner
-                    .client
-                    .http()
-                    .post(endpoint())
-                    .query(&[("access_token", secret)]),
-            };
-            let request = request
-                .timeout(inner.settings.send_timeout)
-                .header("content-type", "application/json")
-                .body(body.clone());
-            async move {
-                let started = Instant::now();
-                let reply = match request.send().await {
-                    Ok(resp) if resp.status().is_success() => {
-                        resp.json::<Reply>().await.map_err(Into::into)
-                    }
-                    Ok(resp) => Err(SendError::Http(resp.status().as_u16())),
-                    Err(e) => Err(SendError::Transport(e.without_url())),
+        .with_token(
+            &inner.tokens,
+            &c.app,
+            || !lost.load(Ordering::Acquire),
+            |token: Token| {
+                sends += 1;
+                let replay = sends > 1;
+                let secret = token.value.expose();
+                let endpoint = || endpoint(&inner.client, kind);
+                let request = match gate.send_url(kind, token.generation, secret, endpoint) {
+                    Some(url) => inner.client.http().post(url),
+                    // Not a URL (the config check makes this unreachable): reqwest reports it.
+                    None => inner
+                        .client
+                        .http()
+                        .post(endpoint())
+                        .query(&[("access_token", secret)]),
                 };
-                gate.record_send_seconds(started.elapsed().as_secs_f64());
-                Sent {
-                    reply,
-                    at_ms: inner.clock.now_ms(),
-                    latency_ms: started.elapsed().as_millis() as i64,
+                let request = request
+                    .timeout(inner.settings.send_timeout)
+                    .header("content-type", "application/json")
+                    .body(body.clone());
+                async move {
+                    if replay {
+                        gate.pace().await;
+                    }
+                    let started = Instant::now();
+                    let reply = match request.send().await {
+                        Ok(resp) if resp.status().is_success() => {
+                            resp.json::<Reply>().await.map_err(Into::into)
+                        }
+                        Ok(resp) => Err(SendError::Http(resp.status().as_u16())),
+                        Err(e) => Err(SendError::Transport(e.without_url())),
+                    };
+                    gate.record_send_seconds(started.elapsed().as_secs_f64());
+                    Sent {
+                        reply,
+                        at_ms: inner.clock.now_ms(),
+                        latency_ms: started.elapsed().as_millis() as i64,
+                    }
                 }
-            }
-        })
+            },
+        )
         .await;
     let Called {
         answer, refused, ..

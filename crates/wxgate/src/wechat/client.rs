@@ -79,15 +79,15 @@ impl Client {
     }
 
     /// Makes `call` with the app's token. An answer that refuses the token (errcode class
-    /// REFRESH) reports it to `tokens`, once, and — when `replay` allows, and a different token
-    /// is to be had — makes the call once more with the new token. A second refusal is
+    /// REFRESH) reports it to `tokens`, once, and — when `replay()` says so at that moment,
+    /// and a different token is to be had — makes the call once more with the new token. A second refusal is
     /// reported too (still at most one refresh per generation) and returned as it is: the
     /// caller decides what comes next, never a loop here.
     pub async fn with_token<S, A, F, Fut>(
         &self,
         tokens: &S,
         app: &str,
-        replay: bool,
+        replay: impl Fn() -> bool,
         mut call: F,
     ) -> Result<Called<A, S::Token>, S::Error>
     where
@@ -106,11 +106,13 @@ impl Client {
             });
         }
         tokens.refused(app, &token).await;
-        let fresh = match replay {
+        let fresh = match replay() {
             true => tokens.current(app).await.ok(),
             false => None,
         };
-        let Some(fresh) = fresh.filter(|f| !S::same(f, &token)) else {
+        // Asked again: waiting for the new token may have changed the answer (a send whose
+        // lease was taken over meanwhile must not be made again).
+        let Some(fresh) = fresh.filter(|f| !S::same(f, &token) && replay()) else {
             return Ok(Called {
                 answer,
                 token,
@@ -186,11 +188,16 @@ mod tests {
     async fn run(src: &Counter, replay: bool, good: &str) -> (Called<Reply, String>, Vec<String>) {
         let mut seen = Vec::new();
         let called = client()
-            .with_token(src, "app", replay, |t| {
-                seen.push(t.clone());
-                let code = if t == good { 0 } else { 40001 };
-                async move { Reply(code) }
-            })
+            .with_token(
+                src,
+                "app",
+                || replay,
+                |t| {
+                    seen.push(t.clone());
+                    let code = if t == good { 0 } else { 40001 };
+                    async move { Reply(code) }
+                },
+            )
             .await
             .unwrap();
         (called, seen)

@@ -116,10 +116,17 @@ async fn secrets_and_tokens_never_appear_in_logs() {
     // Proxy mode: a placeholder for the key, a call forwarded with the real token (after a
     // revocation, so the refusal is on the way too), a login call sent with the real secret.
     let proxy = format!("http://127.0.0.1:{proxy_port}");
+    let (_, v) = call(
+        "POST",
+        "/v1/keys",
+        Some(json!({"name": "sdk", "apps": ["shop"]})),
+    )
+    .await;
+    let sdk_key = v["key"].as_str().unwrap().to_string();
     let q = [
         ("grant_type", "client_credential"),
         ("appid", "wxdemo_oa"),
-        ("secret", key.as_str()),
+        ("secret", sdk_key.as_str()),
     ];
     let v: Value = http
         .get(format!("{proxy}/cgi-bin/token"))
@@ -146,7 +153,7 @@ async fn secrets_and_tokens_never_appear_in_logs() {
     assert!(v.get("errcode").is_some(), "forwarded: {v}");
     let login = [
         ("appid", "wxdemo_oa"),
-        ("secret", key.as_str()),
+        ("secret", sdk_key.as_str()),
         ("code", "oauth-code-secret-value"),
         ("grant_type", "authorization_code"),
     ];
@@ -183,6 +190,7 @@ async fn secrets_and_tokens_never_appear_in_logs() {
         "a-wrong-secret-value",
         ADMIN,
         &key,
+        &sdk_key,
         "wxg_wrong-key-value",
         &t1,
         &t2,

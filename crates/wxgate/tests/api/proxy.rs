@@ -400,7 +400,7 @@ async fn a_mini_program_logs_users_in_without_its_app_secret() {
     let (_, k) = key(&app, json!(["mini"])).await;
     let url = format!("{}/sns/jscode2session", proxy(&app));
     let login = |secret: String, code: &'static str| {
-        // WxJava appends its token to this call too; it must not reach WeChat.
+        // WxJava appends its token to this call too (dropped: see proxy/query.rs's tests).
         let q = vec![
             ("appid", "wxdemo_mp".to_string()),
             ("secret", secret),
@@ -624,4 +624,143 @@ async fn the_app_picks_the_host_and_json_bodies_pass_byte_for_byte() {
 fn wxgate_sha256_hex(b: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(b))
+}
+
+/// Sends `request` byte for byte on a fresh connection to the proxy (no client normalises its
+/// path), optionally closes the writing side, and returns the answer's text.
+async fn raw(app: &TestApp, request: &[u8], close_write: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = proxy(app).trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(request).await.unwrap();
+    if close_write {
+        conn.shutdown().await.unwrap();
+    }
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        conn.read_to_end(&mut out),
+    );
+    let _ = read.await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_read_as_other_paths_and_answers_that_echo_the_token_are_refused() {
+    let app = proxied().await;
+    let (_, k) = key(&app, json!(["mini"])).await;
+    let t = placeholder(&app, "wxdemo_mp", &k).await;
+    // `..` (plain or encoded) would take the key and the placeholder to /sns/jscode2session.
+    for path in [
+        "/cgi-bin/%2e%2e/sns/jscode2session",
+        "/cgi-bin/../sns/jscode2session",
+        "/cgi-bin/%2E%2e/tcb/x",
+    ] {
+        let req = format!(
+            "GET {path}?appid=wxdemo_mp&secret={k}&js_code=c1&grant_type=authorization_code&access_token={t} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        );
+        let answer = raw(&app, req.as_bytes(), false).await;
+        assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+        assert!(answer.contains("40066"), "{answer}");
+    }
+    let stats = app.sim.stats("wxdemo_mp").unwrap();
+    assert_eq!(
+        stats.jscode2session_calls, 0,
+        "nothing reached WeChat: {stats:?}"
+    );
+    assert!(stats.calls_by_path.is_empty(), "{stats:?}");
+
+    // WeChat's rid/get answers with the failed call's query string, real token included.
+    let url = format!("{}/cgi-bin/openapi/rid/get", proxy(&app));
+    let req = app
+        .http
+        .post(url)
+        .query(&[("access_token", t.as_str())])
+        .json(&json!({"rid": "x"}));
+    let (s, _, v) = send(req).await;
+    assert_eq!(
+        (s, &v["errcode"]),
+        (StatusCode::NOT_FOUND, &json!(40066)),
+        "{v}"
+    );
+
+    // A wrong method answers in WeChat's shape too.
+    let (s, ct, v) = send(app.http.post(format!("{}/cgi-bin/token", proxy(&app)))).await;
+    assert_eq!(
+        (s, ct.as_str(), &v["errcode"]),
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "application/json; encoding=utf-8",
+            &json!(43001)
+        ),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_for_more_than_one_app_is_refused_in_the_secret_slot() {
+    let app = proxied().await;
+    for apps in [json!("*"), json!(["shop", "mini"])] {
+        let (_, k) = key(&app, apps).await;
+        assert_eq!(classic_token(&app, "wxdemo_oa", &k).await["errcode"], 40125);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metric_labels_are_a_fixed_set_whatever_the_paths_called() {
+    let app = proxied().await;
+    let (_, k) = key(&app, json!(["shop"])).await;
+    let t = placeholder(&app, "wxdemo_oa", &k).await;
+    let tag = format!("zz{}", rand_tag());
+    for i in 0..3 {
+        let url = format!("{}/cgi-bin/{tag}{i}", proxy(&app));
+        send(app.http.get(&url).query(&[("access_token", "garbage")])).await;
+        send(app.http.get(&url).query(&[("access_token", t.as_str())])).await;
+    }
+    let (_, m) = app.call("GET", "/metrics", None, None).await;
+    let m = m.as_str().unwrap().to_string();
+    assert!(!m.contains(&tag), "a caller minted a label:\n{m}");
+    assert!(m.contains(r#"path="/cgi-bin/*""#), "{m}");
+}
+
+fn rand_tag() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_cut_short_is_not_sent_and_a_small_chunked_one_is_replayed() {
+    let app = proxied().await;
+    let (_, k) = key(&app, json!(["shop"])).await;
+    let t = placeholder(&app, "wxdemo_oa", &k).await;
+    let path = "/cgi-bin/message/template/send";
+    let req = format!(
+        "POST {path}?access_token={t} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"touser\":"
+    );
+    let answer = raw(&app, req.as_bytes(), true).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert_eq!(
+        app.sim.stats("wxdemo_oa").unwrap().calls_by_path.get(path),
+        None,
+        "nothing sent"
+    );
+
+    // A chunked body (no Content-Length) small enough to keep is replayed after a revocation.
+    let fetches = app.fetches("wxdemo_oa");
+    app.sim.revoke_token("wxdemo_oa");
+    let body = serde_json::to_vec(&order("oChunked0001")).unwrap();
+    let parts: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(16).map(|c| Ok(c.to_vec())).collect();
+    let stream = reqwest::Body::wrap_stream(futures_util::stream::iter(parts));
+    let url = format!("{}{path}", proxy(&app));
+    let req = app
+        .http
+        .post(url)
+        .query(&[("access_token", t.as_str())])
+        .header("content-type", "application/json");
+    let (s, _, v) = send(req.body(stream)).await;
+    assert_eq!((s, &v["errcode"]), (StatusCode::OK, &json!(0)), "{v}");
+    assert_eq!(app.fetches("wxdemo_oa"), fetches + 1);
 }

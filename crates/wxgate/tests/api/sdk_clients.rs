@@ -53,6 +53,10 @@ fn check_common(app: &TestApp, seen: &Value, sends: u64) {
     assert_eq!(seen["download_same_bytes"], true, "{seen}");
     assert_eq!(seen["download_content_type"], "image/jpeg", "{seen}");
     assert_eq!(
+        seen["upload_after_revoke"], true,
+        "replayed, multipart body and all: {seen}"
+    );
+    assert_eq!(
         seen["after_revoke"],
         json!([0, 0, 0, 0]),
         "the SDK never noticed: {seen}"

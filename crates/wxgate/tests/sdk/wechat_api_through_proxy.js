@@ -44,7 +44,10 @@ async function main() {
   seen.download_same_bytes = Buffer.compare(down.data, image) === 0;
   seen.download_content_type = down.res.headers['content-type'];
 
+  // The first call after it is a multipart upload: wxgate replays the whole body.
   await post(`${sim}/_sim/apps/wxdemo_oa/revoke`, 'POST', {});
+  const up2 = await call(api, 'uploadMedia', file, 'image');
+  seen.upload_after_revoke = !up2.err && typeof up2.data.media_id === 'string';
   seen.after_revoke = [];
   for (let i = 2; i < 6; i++) {
     const r = await call(api, 'sendTemplate', 'oNode000' + i, 'TPL_ORDER', '', data);

@@ -56,11 +56,12 @@ def main():
     seen["download_content_type"] = down.headers.get("Content-Type")
 
     # WeChat revokes the token: wechatpy (auto_retry off) must not notice.
+    # The first call after it is a multipart upload: wxgate replays the whole body.
     requests.post(f"{sim}/_sim/apps/wxdemo_oa/revoke", timeout=5).raise_for_status()
+    up2 = oa.media.upload("image", ("again.jpg", io.BytesIO(image[:1000]), "image/jpeg"))
+    seen["upload_after_revoke"] = "media_id" in up2
     seen["after_revoke"] = [oa.message.send_template("oWechatpy%04d" % i, "TPL_ORDER", data)["errcode"]
                             for i in range(2, 6)]
-    up2 = oa.media.upload("image", io.BytesIO(image[:1000]))
-    seen["upload_after_revoke"] = "media_id" in up2
 
     mp = WxgateClient(proxy, "wxdemo_mp", mp_key)
     seen["session"] = mp.wxa.code_to_session("wechatpy-code-1")

@@ -154,7 +154,7 @@ impl FleetLimits {
     /// Waits for this send's rate slot (no wait without a rate limit). A send that wakes more
     /// than `LATE_SLOT` after its slot (this process was busy) takes another one rather than
     /// start late, so a stall here never turns into a burst at WeChat.
-    async fn take_slot(&self) {
+    pub(crate) async fn take_slot(&self) {
         if self.rate == 0 {
             return;
         }

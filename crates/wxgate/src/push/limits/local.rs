@@ -35,6 +35,10 @@ impl LocalLimits {
         self.pacer.wait(self.rate).await;
         permit
     }
+
+    pub async fn pace(&self) {
+        self.pacer.wait(self.rate).await;
+    }
 }
 
 /// Spaces starts `1 s / rate` apart; the rate is given at each wait, so a fleet's fallback

@@ -53,6 +53,15 @@ impl Limits {
             Limits::Fleet(f) => Permit::Fleet(f.enter().await),
         }
     }
+
+    /// Waits for one more turn at the app's rate, for a send that already holds its permit
+    /// and calls WeChat again (a replay with a new token).
+    pub async fn pace(&self) {
+        match self {
+            Limits::Local(l) => l.pace().await,
+            Limits::Fleet(f) => f.take_slot().await,
+        }
+    }
 }
 
 /// How far ahead a claim may take an app's messages: what it can start in this long.

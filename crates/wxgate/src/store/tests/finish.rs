@@ -76,6 +76,32 @@ async fn an_attempt_is_logged_field_for_field(db: TestDb) {
     assert_eq!(rec.summary.errcode, Some(i64::from(i32::MAX) + 1));
 }
 
+/// A call replayed in place after its token was refused: both calls on the log, the refused
+/// one first, and one attempt counted.
+async fn a_refused_call_replayed_in_place_is_logged_first_and_not_counted(db: TestDb) {
+    let store = &db.store;
+    let c = claimed_one(store).await;
+    let refused = crate::store::AttemptRecord {
+        at_ms: T0 + 1,
+        errcode: Some(40001),
+        outcome: AttemptOutcome::Refresh,
+        ..attempt(AttemptOutcome::Refresh, Some(40001))
+    };
+    let f = Finish {
+        before: Some(refused.clone()),
+        ..finish(&c, sent())
+    };
+    assert_eq!(store.finish(&[f], T0 + 9).await.unwrap(), [true]);
+    let rec = store.get_message("m").await.unwrap().unwrap();
+    let outcomes: Vec<_> = rec.log.iter().map(|a| a.attempt.outcome).collect();
+    assert_eq!(outcomes, [AttemptOutcome::Refresh, AttemptOutcome::Sent]);
+    assert_eq!(rec.log[0].attempt, refused);
+    assert_eq!(
+        (rec.summary.state, rec.summary.attempts),
+        (MessageState::Sent, 1)
+    );
+}
+
 async fn failed_and_unknown_are_final_with_their_reason(db: TestDb) {
     let store = &db.store;
     for id in ["f", "u", "v"] {
@@ -302,6 +328,7 @@ async fn in_flight_messages_of_a_cancelled_campaign_do_not_come_back(db: TestDb)
 contract!(
     sent_records_msgid_and_the_attempt,
     an_attempt_is_logged_field_for_field,
+    a_refused_call_replayed_in_place_is_logged_first_and_not_counted,
     failed_and_unknown_are_final_with_their_reason,
     retry_goes_back_to_pending_until_its_time,
     a_stale_lease_changes_nothing_but_its_attempt_is_logged,
