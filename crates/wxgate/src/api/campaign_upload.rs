@@ -247,7 +247,7 @@ async fn ingest(
     let id = upload.id().to_owned();
     let now = s.tokens.clock().now_ms();
     match upload
-        .seal(idempotency.as_ref(), now)
+        .seal_releasing_later(idempotency.as_ref(), now)
         .await
         .map_err(upload_error)?
     {

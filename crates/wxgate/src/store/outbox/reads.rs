@@ -308,7 +308,8 @@ pub(crate) fn list_sql<'a>(
     if let Some(after) = after {
         push("id", ">", Param::Text(after));
     }
-    // Not the rows of an upload still staging (nor, for an instant, of one being released).
+    // Not the rows of an upload still staging, nor those of a sealed one not yet released (a
+    // million-row campaign takes seconds after its 202; its counts include them meanwhile).
     push("due_at_ms", "<", Param::Int(super::STAGED_OFFSET));
     let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM messages");
     if !terms.is_empty() {

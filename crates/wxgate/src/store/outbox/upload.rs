@@ -162,6 +162,27 @@ impl CampaignUpload {
         idempotency: Option<&Idempotency>,
         now_ms: i64,
     ) -> Result<CampaignInserted, StoreError> {
+        self.seal_with(idempotency, now_ms, false).await
+    }
+
+    /// [`seal`](Self::seal), except that on SQLite the messages become claimable after this
+    /// returns, in chunks, in the background (a million rows take seconds): the campaign is
+    /// committed and visible at once, with every recipient counted `pending`. What the
+    /// upload API answers with, so its 202 does not wait for the release.
+    pub async fn seal_releasing_later(
+        self,
+        idempotency: Option<&Idempotency>,
+        now_ms: i64,
+    ) -> Result<CampaignInserted, StoreError> {
+        self.seal_with(idempotency, now_ms, true).await
+    }
+
+    async fn seal_with(
+        self,
+        idempotency: Option<&Idempotency>,
+        now_ms: i64,
+        later: bool,
+    ) -> Result<CampaignInserted, StoreError> {
         let CampaignUpload {
             store,
             campaign,
@@ -172,7 +193,7 @@ impl CampaignUpload {
         let sealed = match backend {
             UploadBackend::Sqlite(b) => {
                 let sealed = b
-                    .seal_upload(&campaign, idempotency, stored, offered, now_ms)
+                    .seal_upload(&campaign, idempotency, (stored, offered), now_ms, later)
                     .await;
                 match sealed {
                     Ok(true) => Some(stored),

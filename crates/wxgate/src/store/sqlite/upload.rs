@@ -3,11 +3,11 @@
 //! Every statement here is short: the single connection is never held for more than one chunk.
 
 use super::SqliteStore;
-use crate::store::StoreError;
 use crate::store::outbox::{
     CampaignMessage, INSERT_CAMPAIGN, Idempotency, NewCampaign, STAGED_OFFSET, bind_campaign,
     conflict, recipient_key,
 };
+use crate::store::{Change, StoreError};
 
 /// Stores one chunk of staged rows: `$1` is a JSON array of `[id, recipient, body]`, `$2`–`$7`
 /// are shared by every row (app, kind, campaign, template, staged due, now). A recipient the
@@ -115,15 +115,16 @@ impl SqliteStore {
         Ok(done.rows_affected())
     }
 
-    /// Seals the campaign, then releases its rows. `Ok(false)`: the idempotency key was taken
-    /// by a racing upload; nothing changed (the caller discards this one).
+    /// Seals the campaign, then releases its rows: before returning, or (`later`) in a task of
+    /// its own, so the upload's answer does not wait for it. `Ok(false)`: the idempotency key
+    /// was taken by a racing upload; nothing changed (the caller discards this one).
     pub(crate) async fn seal_upload(
         &self,
         c: &NewCampaign,
         idempotency: Option<&Idempotency>,
-        stored: u64,
-        offered: u64,
+        (stored, offered): (u64, u64),
         now: i64,
+        later: bool,
     ) -> Result<bool, StoreError> {
         let (key, hash) = match idempotency {
             Some(i) => (Some(i.key.as_str()), Some(i.request_hash.as_str())),
@@ -144,7 +145,20 @@ impl SqliteStore {
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => return Ok(false),
             Err(e) => return Err(e.into()),
         }
-        self.release(&c.id, &c.app).await?;
+        if !later {
+            self.release(&c.id, &c.app).await?;
+            return Ok(true);
+        }
+        // The campaign is committed (sealed); this makes its rows claimable chunk by chunk,
+        // telling the dispatcher after each. It ends when all are released; if the process
+        // stops first, the janitor (`recover_uploads`) releases the rest, at the next start
+        // at the latest.
+        let (store, id, app) = (self.clone(), c.id.clone(), c.app.clone());
+        tokio::spawn(async move {
+            if let Err(e) = store.release(&id, &app).await {
+                tracing::warn!(campaign = %id, error = %e, "releasing a sealed campaign's messages failed; the janitor retries within a minute");
+            }
+        });
         Ok(true)
     }
 
@@ -160,6 +174,9 @@ impl SqliteStore {
                 .execute(self.pool())
                 .await?;
             released += done.rows_affected();
+            if done.rows_affected() > 0 {
+                self.announce(Change::Due).await;
+            }
             if done.rows_affected() < ROWS_PER_STATEMENT as u64 {
                 break;
             }

@@ -51,6 +51,54 @@ async fn an_upload_is_invisible_until_sealed_and_other_work_goes_on(db: TestDb) 
     assert_eq!(m.summary.campaign_id.as_deref(), Some("big"));
 }
 
+/// The upload API's seal: the campaign is committed and counted at once, and its messages
+/// become claimable in the background — each exactly once, even with the janitor releasing
+/// the same campaign meanwhile.
+async fn a_campaign_released_later_is_counted_at_once_and_claimed_once(db: TestDb) {
+    let store = &db.store;
+    let rows = recipients("later", 3 * UPLOAD_CHUNK + 7);
+    let mut upload = store
+        .begin_campaign(&campaign("later", "oa", T0), T0)
+        .await
+        .unwrap();
+    for chunk in rows.chunks(UPLOAD_CHUNK) {
+        upload.add(chunk, T0).await.unwrap();
+    }
+    let got = upload.seal_releasing_later(None, T0 + 2).await.unwrap();
+    assert!(matches!(got, CampaignInserted::Created { total, .. } if total == rows.len() as i64));
+    let rec = store.campaign("later").await.unwrap().unwrap();
+    assert_eq!(
+        rec.counts,
+        counts_pending(rows.len() as u64),
+        "counted at once"
+    );
+    store.recover_uploads(T0 + 3).await.unwrap();
+    let mut claimed = std::collections::BTreeSet::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while claimed.len() < rows.len() && std::time::Instant::now() < deadline {
+        for c in store
+            .claim_due("w", T0 + 3, LEASE, 10_000, &[])
+            .await
+            .unwrap()
+        {
+            assert!(claimed.insert(c.id.clone()), "{} claimed twice", c.id);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        claimed.len(),
+        rows.len(),
+        "every message claimable soon after the seal"
+    );
+    assert!(
+        store
+            .claim_due("w", T0 + 3, LEASE, 10_000, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn an_aborted_or_dropped_upload_leaves_nothing(db: TestDb) {
     let store = &db.store;
     let rows = recipients("a", UPLOAD_CHUNK + 1);
@@ -99,5 +147,6 @@ async fn an_aborted_or_dropped_upload_leaves_nothing(db: TestDb) {
 
 contract!(
     an_upload_is_invisible_until_sealed_and_other_work_goes_on,
+    a_campaign_released_later_is_counted_at_once_and_claimed_once,
     an_aborted_or_dropped_upload_leaves_nothing,
 );
