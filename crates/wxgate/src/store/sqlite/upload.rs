@@ -146,7 +146,7 @@ impl SqliteStore {
             Err(e) => return Err(e.into()),
         }
         if !later {
-            self.release(&c.id, &c.app).await?;
+            self.release(&c.id, &c.app, false).await?;
             return Ok(true);
         }
         // The campaign is committed (sealed); this makes its rows claimable chunk by chunk,
@@ -155,15 +155,17 @@ impl SqliteStore {
         // at the latest.
         let (store, id, app) = (self.clone(), c.id.clone(), c.app.clone());
         tokio::spawn(async move {
-            if let Err(e) = store.release(&id, &app).await {
+            if let Err(e) = store.release(&id, &app, true).await {
                 tracing::warn!(campaign = %id, error = %e, "releasing a sealed campaign's messages failed; the janitor retries within a minute");
             }
         });
         Ok(true)
     }
 
-    /// Makes a sealed campaign's staged rows claimable, a chunk per statement.
-    async fn release(&self, id: &str, app: &str) -> Result<u64, StoreError> {
+    /// Makes a sealed campaign's staged rows claimable, a chunk per statement, telling the
+    /// dispatcher after each when `tell` (a release in the background; otherwise the caller
+    /// announces the whole campaign once).
+    async fn release(&self, id: &str, app: &str, tell: bool) -> Result<u64, StoreError> {
         let mut released = 0;
         loop {
             let done = sqlx::query(RELEASE)
@@ -174,7 +176,7 @@ impl SqliteStore {
                 .execute(self.pool())
                 .await?;
             released += done.rows_affected();
-            if done.rows_affected() > 0 {
+            if tell && done.rows_affected() > 0 {
                 self.announce(Change::Due).await;
             }
             if done.rows_affected() < ROWS_PER_STATEMENT as u64 {
@@ -222,7 +224,7 @@ impl SqliteStore {
             sqlx::query_as(UNRELEASED).fetch_all(self.pool()).await?;
         let mut released = 0;
         for (id, app) in &unreleased {
-            released += self.release(id, app).await?;
+            released += self.release(id, app, false).await?;
             tracing::info!(campaign = %id, released, "released a sealed campaign's messages");
         }
         Ok((abandoned.len() as u64, released))
