@@ -13,7 +13,9 @@
 //!   single messages wait for one chunk at most, never for the whole upload. Chunks go in
 //!   under a *staging* campaign (`uploading_at_ms` set, hidden from reads) with their due time
 //!   shifted by [`STAGED_OFFSET`], far past any claim's "now"; the seal clears
-//!   `uploading_at_ms`, then [`release`](SqliteStore) shifts the rows back in chunks. A process
+//!   `uploading_at_ms`, then [`release`](SqliteStore) shifts the rows back in chunks — before
+//!   [`CampaignUpload::seal`] returns, or after [`CampaignUpload::seal_releasing_later`] has
+//!   (the upload API's way: its 202 does not wait for a million rows to move). A process
 //!   that dies half-way leaves a staging campaign that the janitor deletes once its upload has
 //!   not moved for [`ABANDONED_AFTER_MS`], or a sealed one whose rows it releases.
 //! - **PostgreSQL** (MVCC): one transaction per upload; chunks are `COPY`'d into a temporary
