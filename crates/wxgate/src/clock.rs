@@ -1,8 +1,8 @@
 //! The clock wxgate reads token lifetimes and daily windows from. In production it is real
-//! time; a test shares one instance with the simulator and moves both at once. It is the same
-//! type as the simulator's so that one `advance` moves the world.
+//! time; a test shares one instance with the simulator and moves both at once: both take it
+//! from the small `wxclock` crate, so one `advance` moves the world.
 
-pub use wxsim::{Clock, day_index};
+pub use wxclock::{Clock, day_index};
 
 /// Milliseconds until the next 00:00 Asia/Shanghai, when WeChat's daily counters reset.
 pub fn next_shanghai_midnight_ms(now_ms: i64) -> i64 {

@@ -26,7 +26,6 @@
 #![allow(clippy::result_large_err)]
 
 mod calls;
-mod clock;
 mod config;
 mod control;
 mod digest;
@@ -56,12 +55,12 @@ use axum::routing::{get, post};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
-pub use clock::{Clock, day_index};
 pub use config::*;
 pub use control::{DeliveryFilter, SimStats};
 pub use sns::openid_for_code;
 pub use stats::{AppStats, FaultStats, TokenFetches, TokenUses};
 pub use world::{Delivery, Follow, follow_by_convention};
+pub use wxclock::{Clock, day_index};
 
 use world::{Sim, lock};
 

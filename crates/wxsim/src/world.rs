@@ -16,9 +16,9 @@ use axum::body::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::clock::{Clock, day_index, year_month};
 use crate::config::{AppKind, AppSpec, Faults, SimConfig, TemplateSpec};
 use crate::stats::{Counters, FaultCounters};
+use wxclock::{Clock, day_index, year_month};
 
 /// `n` random characters of `[A-Za-z0-9_-]`, as WeChat's tokens, msgids and media_ids use.
 pub(crate) fn random_chars(n: usize) -> String {

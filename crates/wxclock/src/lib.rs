@@ -1,4 +1,5 @@
-//! A clock that tests can move: real time plus an offset that only grows.
+//! A clock that tests can move: real time plus an offset that only grows. The gateway and the
+//! simulator both read time from it, so a test that shares one `Clock` moves both at once.
 //!
 //! The simulator answers every "has this token expired?", "is this a new day?" and "is this
 //! `client_msg_id` still inside its 10-minute window?" question with [`Clock::now_ms`]. A test
