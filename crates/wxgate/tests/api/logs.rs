@@ -77,6 +77,67 @@ async fn secrets_and_tokens_never_appear_in_logs() {
     let (s, v) = call("GET", "/v1/apps/shop/token", None).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let t1 = v["access_token"].as_str().unwrap().to_string();
+    // Proxy mode: a placeholder for the key, a call forwarded with the real token after a
+    // revocation (refused, the token refreshed, the call replayed with the new one), a login
+    // call sent with the real secret.
+    let proxy = format!("http://127.0.0.1:{proxy_port}");
+    let (_, v) = call(
+        "POST",
+        "/v1/keys",
+        Some(json!({"name": "sdk", "apps": ["shop"]})),
+    )
+    .await;
+    let sdk_key = v["key"].as_str().unwrap().to_string();
+    let q = [
+        ("grant_type", "client_credential"),
+        ("appid", "wxdemo_oa"),
+        ("secret", sdk_key.as_str()),
+    ];
+    let v: Value = http
+        .get(format!("{proxy}/cgi-bin/token"))
+        .query(&q)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let placeholder = v["access_token"].as_str().unwrap().to_string();
+    sim.revoke_token("wxdemo_oa");
+    let send = json!({"touser": "oLog0001", "template_id": "TPL_ORDER", "data": {
+        "thing1": {"value": "x"}, "amount2": {"value": "¥1.00"}, "time3": {"value": "10:00"},
+        "character_string4": {"value": "L1"}}});
+    let v: Value = http
+        .post(format!("{proxy}/cgi-bin/message/template/send"))
+        .query(&[("access_token", placeholder.as_str())])
+        .json(&send)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["errcode"], 0, "replayed with the new token: {v}");
+    let login = [
+        ("appid", "wxdemo_oa"),
+        ("secret", sdk_key.as_str()),
+        ("code", "oauth-code-secret-value"),
+        ("grant_type", "authorization_code"),
+    ];
+    let (s, _) = http
+        .get(format!("{proxy}/sns/oauth2/access_token"))
+        .query(&login)
+        .send()
+        .await
+        .map(|r| (r.status(), ()))
+        .unwrap();
+    assert_eq!(s, StatusCode::OK);
+    let (_, v) = call("GET", "/v1/apps/shop/token", None).await;
+    let t_replayed = v["access_token"].as_str().unwrap().to_string();
+    assert_ne!(
+        t_replayed, t1,
+        "the proxied call's refusal replaced the token"
+    );
     let (_, v) = call(
         "POST",
         "/v1/apps/shop/token/invalidate",
@@ -113,61 +174,7 @@ async fn secrets_and_tokens_never_appear_in_logs() {
         .map(|r| (r.status(), ()))
         .unwrap();
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    // Proxy mode: a placeholder for the key, a call forwarded with the real token (after a
-    // revocation, so the refusal is on the way too), a login call sent with the real secret.
-    let proxy = format!("http://127.0.0.1:{proxy_port}");
-    let (_, v) = call(
-        "POST",
-        "/v1/keys",
-        Some(json!({"name": "sdk", "apps": ["shop"]})),
-    )
-    .await;
-    let sdk_key = v["key"].as_str().unwrap().to_string();
-    let q = [
-        ("grant_type", "client_credential"),
-        ("appid", "wxdemo_oa"),
-        ("secret", sdk_key.as_str()),
-    ];
-    let v: Value = http
-        .get(format!("{proxy}/cgi-bin/token"))
-        .query(&q)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let placeholder = v["access_token"].as_str().unwrap().to_string();
-    sim.revoke_token("wxdemo_oa");
-    let send = json!({"touser": "oLog0001", "template_id": "TPL_ORDER", "data": {"thing1": {"value": "x"}}});
-    let v: Value = http
-        .post(format!("{proxy}/cgi-bin/message/template/send"))
-        .query(&[("access_token", placeholder.as_str())])
-        .json(&send)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(v.get("errcode").is_some(), "forwarded: {v}");
-    let login = [
-        ("appid", "wxdemo_oa"),
-        ("secret", sdk_key.as_str()),
-        ("code", "oauth-code-secret-value"),
-        ("grant_type", "authorization_code"),
-    ];
-    let (s, _) = http
-        .get(format!("{proxy}/sns/oauth2/access_token"))
-        .query(&login)
-        .send()
-        .await
-        .map(|r| (r.status(), ()))
-        .unwrap();
-    assert_eq!(s, StatusCode::OK);
     let (_, v) = call("GET", "/v1/apps/shop/token", None).await;
-    // The current token (the refusal came within 30 s of the invalidation above, so it was
-    // throttled and t2 kept: the proxied call was answered -1).
     let t3 = v["access_token"].as_str().unwrap().to_string();
     child.start_kill().unwrap();
     let out = child.wait_with_output().await.unwrap();
@@ -195,6 +202,7 @@ async fn secrets_and_tokens_never_appear_in_logs() {
         &t1,
         &t2,
         &t3,
+        &t_replayed,
         &placeholder,
         "oauth-code-secret-value",
         master_key.trim(),
