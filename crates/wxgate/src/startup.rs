@@ -21,7 +21,7 @@ use crate::proxy::{self, Placeholders, ProxyState};
 use crate::push::{PushSettings, Pusher};
 use crate::store::Store;
 use crate::token::TokenManager;
-use crate::wechat::{Client, http_client_for};
+use crate::wechat::{Client, http_client};
 
 /// A running gateway. `shutdown` stops it gracefully; dropping it stops it too.
 pub struct Gateway {
@@ -151,7 +151,7 @@ pub async fn start(cfg: Config, clock: Clock) -> anyhow::Result<Gateway> {
     // connection per concurrent send, or every send beyond the pool would open a new one;
     // each kind of call sets its own timeout.
     let client = Client::new(
-        http_client_for(cfg.token.fetch_timeout, push_settings.max_in_flight.max(64)),
+        http_client(push_settings.max_in_flight.max(64)),
         cfg.wechat_api_base.clone(),
         cfg.wecom_api_base.clone(),
     );

@@ -109,39 +109,33 @@ impl KeyCache {
         presented: &str,
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
         let hash = hash_api_key(presented);
-        if let Some(k) = self.get(&hash) {
-            return Ok(Some(k));
-        }
-        let seen = self.forgotten.load(Ordering::Acquire);
-        let found = store.find_api_key(presented).await?;
-        if let Some(k) = &found {
-            self.put(hash, k.clone(), seen);
-        }
-        Ok(found)
+        self.cached(hash, store.find_api_key(presented)).await
     }
 
-    /// The key with id `key_id` if it still exists: from memory when it was seen by
-    /// [`find`](Self::find) lately, else from the store (and then remembered by id).
+    /// The key with id `key_id` if it still exists, from memory or the store; remembered under
+    /// a slot no real key hash can take (the id's digest under a domain prefix).
     pub async fn by_id(
         &self,
         store: &Store,
         key_id: &str,
     ) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let cached = {
-            let map = self.keys.read().unwrap_or_else(|p| p.into_inner());
-            map.values()
-                .find(|(k, at)| k.id == key_id && at.elapsed() < KEY_CACHE_TTL)
-                .map(|(k, _)| k.clone())
-        };
-        if cached.is_some() {
-            return Ok(cached);
+        let slot = crate::crypto::hmac_sha256(b"wxgate key-by-id", &[key_id.as_bytes()]);
+        self.cached(slot, store.api_key_by_id(key_id)).await
+    }
+
+    /// The key remembered under `slot`, else what `load` finds (remembered unless a key was
+    /// forgotten while it looked).
+    async fn cached(
+        &self,
+        slot: [u8; 32],
+        load: impl std::future::Future<Output = Result<Option<ApiKeyRecord>, StoreError>>,
+    ) -> Result<Option<ApiKeyRecord>, StoreError> {
+        if let Some(k) = self.get(&slot) {
+            return Ok(Some(k));
         }
         let seen = self.forgotten.load(Ordering::Acquire);
-        let found = store.api_key_by_id(key_id).await?;
+        let found = load.await?;
         if let Some(k) = &found {
-            // Not keyed by its hash (unknown here): by a value no real hash can take, the
-            // SHA-256 of its id under a domain prefix.
-            let slot = crate::crypto::hmac_sha256(b"wxgate key-by-id", &[key_id.as_bytes()]);
             self.put(slot, k.clone(), seen);
         }
         Ok(found)

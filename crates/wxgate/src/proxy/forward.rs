@@ -37,10 +37,6 @@ const CREDENTIALS: [&str; 5] = [
     "component_access_token",
 ];
 
-/// A request cannot take longer than this in all (the per-chunk idle limit is what matters;
-/// the client's own default would cut a big download at `token.fetch_timeout`).
-const TRANSFER_CAP: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
-
 /// The catch-all route: every path that is not a token endpoint or a login call.
 pub(super) async fn forward(State(s): State<ProxyState>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
@@ -107,7 +103,6 @@ pub(super) async fn forward(State(s): State<ProxyState>, req: Request) -> Respon
                     .http()
                     .request(parts.method.clone(), format!("{url}?{query}"))
                     .headers(headers.clone())
-                    .timeout(TRANSFER_CAP)
                     .body(outgoing.body());
                 async move { Upstream::send(request, idle).await }
             },
@@ -160,7 +155,7 @@ pub(super) async fn relay(
     path: &str,
     request: reqwest::RequestBuilder,
 ) -> Response {
-    let answer = Upstream::send(request.timeout(TRANSFER_CAP), s.settings.timeout).await;
+    let answer = Upstream::send(request, s.settings.timeout).await;
     count(app, path, answer.errcode());
     answer.into_response()
 }

@@ -19,11 +19,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-pub use placeholder::{Holder, Placeholders};
+pub use placeholder::Placeholders;
 
 use crate::api::auth::KeyCache;
 use crate::apps::{App, AppRegistry};
-use crate::config::ProxyConfig;
+use crate::config::{AppKind, ProxyConfig};
 use secrecy::ExposeSecret;
 
 use crate::store::{ApiKeyRecord, Store};
@@ -121,71 +121,63 @@ impl ProxyState {
     /// The app whose WeChat id (appid or corpid) is `wechat_id`, when `key` is a key for it
     /// alone: a key that may use other apps too is refused in a secret slot, where a service
     /// keeps it beside one app's settings.
-    fn apps_of(&self, wechat_id: &str, key: &ApiKeyRecord) -> Vec<Arc<App>> {
+    fn apps_of(&self, wechat_id: &str, key: &ApiKeyRecord) -> Option<Arc<App>> {
         let crate::store::AppScope::Only(ids) = &key.apps else {
-            return Vec::new();
+            return None;
         };
         let [only] = ids.as_slice() else {
-            return Vec::new();
+            return None;
         };
+        self.apps.get(only).filter(|a| a.wechat_id() == wechat_id)
+    }
+
+    /// Every app whose WeChat id (appid or corpid) is `wechat_id`.
+    fn apps_with(&self, wechat_id: &str) -> impl Iterator<Item = Arc<App>> {
         self.apps
-            .get(only)
-            .filter(|a| a.wechat_id() == wechat_id)
+            .ids()
             .into_iter()
-            .collect()
+            .filter_map(|id| self.apps.get(&id))
+            .filter(move |a| a.wechat_id() == wechat_id)
     }
 
-    /// Whether any app has `wechat_id` (to tell a wrong appid from a wrong key).
-    fn knows(&self, wechat_id: &str) -> bool {
-        self.apps
-            .ids()
-            .iter()
-            .filter_map(|id| self.apps.get(id))
-            .any(|a| a.wechat_id() == wechat_id)
-    }
-
-    /// The apps with `wechat_id` that take their real secret in proxy mode
-    /// (`proxy_accepts_secret`) and whose secret `presented` is.
-    fn apps_by_secret(&self, wechat_id: &str, presented: &str) -> Vec<Arc<App>> {
-        use subtle::ConstantTimeEq;
-        self.apps
-            .ids()
-            .iter()
-            .filter_map(|id| self.apps.get(id))
-            .filter(|a| a.wechat_id() == wechat_id && a.proxy_accepts_secret)
-            .filter(|a| {
-                bool::from(
-                    a.secret
-                        .expose_secret()
-                        .as_bytes()
-                        .ct_eq(presented.as_bytes()),
-                )
-            })
-            .collect()
-    }
-
-    /// The apps of `wechat_id` that `presented` (a `secret` slot) may get placeholders for,
-    /// each with the holder a placeholder names: the API key's id, or — for an app that takes
-    /// its real secret — the secret's holder id.
-    async fn holders(
+    /// The app of `wechat_id` (and of a kind `kind` accepts) that `presented`, a `secret`
+    /// slot, is a credential for, with the holder its placeholders name: a key for that app
+    /// alone (its id), or the app's real secret where it opted in (a keyed digest of it). Else
+    /// WeChat's answer: 40013 for an unknown appid/corpid (`id_name`), `wrong_secret` for the
+    /// rest. Two apps of one account are refused by the registry, so there is never more than
+    /// one.
+    async fn credential_for(
         &self,
-        wechat_id: &str,
+        (id_name, wechat_id): (&str, &str),
         presented: &str,
-    ) -> Result<Vec<(Arc<App>, String)>, Response> {
-        if let Some(key) = self.key(presented).await? {
-            let apps = self.apps_of(wechat_id, &key);
-            return Ok(apps.into_iter().map(|a| (a, key.id.clone())).collect());
+        kind: impl Fn(AppKind) -> bool,
+        wrong_secret: fn() -> Response,
+    ) -> Result<(Arc<App>, String), Response> {
+        use subtle::ConstantTimeEq;
+        let found = match self.key(presented).await? {
+            Some(key) => self.apps_of(wechat_id, &key).map(|a| (a, key.id)),
+            None => self
+                .apps_with(wechat_id)
+                .filter(|a| a.proxy_accepts_secret)
+                .find(|a| {
+                    let secret = a.secret.expose_secret().as_bytes();
+                    bool::from(secret.ct_eq(presented.as_bytes()))
+                })
+                .map(|a| {
+                    let holder = self
+                        .placeholders
+                        .secret_holder(&a.id, a.secret.expose_secret());
+                    (a, holder)
+                }),
+        };
+        match found.filter(|(a, _)| kind(a.kind())) {
+            Some(found) => Ok(found),
+            None if self.apps_with(wechat_id).next().is_none() => Err(wechat_error(
+                40013,
+                format!("invalid {id_name}: no app of this wxgate has it"),
+            )),
+            None => Err(wrong_secret()),
         }
-        let apps = self.apps_by_secret(wechat_id, presented);
-        Ok(apps
-            .into_iter()
-            .map(|a| {
-                let holder = self
-                    .placeholders
-                    .secret_holder(&a.id, a.secret.expose_secret());
-                (a, holder)
-            })
-            .collect())
     }
 
     /// The API key presented in a `secret` slot, if it is one.

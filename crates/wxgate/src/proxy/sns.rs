@@ -8,9 +8,10 @@ use axum::http::Method;
 use axum::response::Response;
 use secrecy::ExposeSecret;
 
+use super::ProxyState;
 use super::forward::{not_forwarded, relay};
 use super::query::{join, param, without};
-use super::{ProxyState, wechat_error};
+use super::tokens::wrong_appsecret;
 use crate::config::AppKind;
 
 /// Passed through as it is, to `wechat_api_base`.
@@ -35,24 +36,11 @@ pub(super) async fn oauth2_access_token(
 async fn with_secret(s: &ProxyState, path: &str, kind: AppKind, query: &str) -> Response {
     let appid = param(query, "appid").unwrap_or_default();
     let presented = param(query, "secret").unwrap_or_default();
-    let holders = match s.holders(&appid, &presented).await {
-        Ok(h) => h,
+    let of_kind = |k| k == kind;
+    let found = s.credential_for(("appid", &appid), &presented, of_kind, wrong_appsecret);
+    let app = match found.await {
+        Ok((app, _)) => app,
         Err(r) => return r,
-    };
-    let apps: Vec<_> = holders
-        .into_iter()
-        .map(|(a, _)| a)
-        .filter(|a| a.kind() == kind)
-        .collect();
-    let [app] = apps.as_slice() else {
-        if !s.knows(&appid) {
-            return wechat_error(40013, "invalid appid: no app of this wxgate has it");
-        }
-        return wechat_error(
-            40125,
-            "invalid appsecret: give a wxgate API key for this app in the secret field, not \
-             the app secret",
-        );
     };
     let rest = without(
         query,

@@ -346,7 +346,10 @@ pub(crate) async fn run(
             [st.rejected.clone(), rejected.clone()]
         };
         let started = Instant::now();
-        let result = inner.upstream.fetch(&creds, force).await;
+        let result = inner
+            .client
+            .fetch(&creds, force, inner.settings.fetch_timeout)
+            .await;
         // Charged after the call (this is the app's only fetch, in this process and, holding
         // the lock, in the fleet), and only if it reached WeChat: a connect failure costs no
         // quota, so it costs no budget.

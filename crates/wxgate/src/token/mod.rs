@@ -53,7 +53,7 @@ pub enum Invalidation {
 pub const REPORT_INTERVAL_MS: i64 = 30_000;
 
 pub(crate) struct Inner {
-    pub upstream: Client,
+    pub client: Client,
     pub clock: Clock,
     pub settings: TokenSettings,
     /// Apps by id. Written when apps are added, changed or removed; read on every request.
@@ -102,17 +102,17 @@ impl TokenManager {
     /// A manager for one instance (`coord: None`) or for one instance of a fleet sharing
     /// tokens through Redis. Must be called inside a Tokio runtime.
     pub fn new(
-        upstream: Client,
+        client: Client,
         clock: Clock,
         settings: TokenSettings,
         coord: Option<RedisCoord>,
     ) -> Self {
-        Self::with_refresher(upstream, clock, settings, coord, true)
+        Self::with_refresher(client, clock, settings, coord, true)
     }
 
     /// [`new`](Self::new), with or without background refreshers (the `refresher` role).
     pub fn with_refresher(
-        upstream: Client,
+        client: Client,
         clock: Clock,
         settings: TokenSettings,
         coord: Option<RedisCoord>,
@@ -126,7 +126,7 @@ impl TokenManager {
         });
         let manager = TokenManager {
             inner: Arc::new(Inner {
-                upstream,
+                client,
                 clock,
                 settings,
                 slots: RwLock::new(HashMap::new()),

@@ -177,11 +177,7 @@ mod tests {
 
     fn client() -> Client {
         let base = ApiBase::try_from("http://127.0.0.1:9".to_string()).unwrap();
-        Client::new(
-            super::super::http_client(std::time::Duration::from_secs(1)),
-            base.clone(),
-            base,
-        )
+        Client::new(super::super::http_client(1), base.clone(), base)
     }
 
     /// WeChat as seen through `with_token`: refuses every token but `good`.

@@ -8,18 +8,15 @@ pub use client::{Answer, Called, Client, TokenSource};
 pub use errcode::{ErrClass, classify_call, classify_fetch, fetch_hint};
 pub use token_api::{Credentials, FetchError, Fetched};
 
-/// Build the process's one pooled HTTP client. Installs the ring TLS provider first, which
+/// Build the process's one pooled HTTP client, keeping up to `idle_per_host` idle connections
+/// (the push workers keep one per concurrent send, or every send beyond the pool would open a
+/// new connection). It has no overall timeout: each kind of call sets its own (a token fetch
+/// `token.fetch_timeout`, a send `push.send_timeout`, the proxy idle limits, since a media
+/// download may take as long as it needs). Installs the ring TLS provider first, which
 /// reqwest's `rustls-no-provider` feature requires in every process (tests included).
-pub fn http_client(timeout: std::time::Duration) -> reqwest::Client {
-    http_client_for(timeout, 64)
-}
-
-/// [`http_client`] keeping up to `idle_per_host` idle connections: the push workers keep one
-/// per concurrent send, or every send beyond the pool would open a new connection.
-pub fn http_client_for(timeout: std::time::Duration, idle_per_host: usize) -> reqwest::Client {
+pub fn http_client(idle_per_host: usize) -> reqwest::Client {
     init_crypto();
     reqwest::Client::builder()
-        .timeout(timeout)
         .connect_timeout(std::time::Duration::from_secs(3))
         .pool_idle_timeout(std::time::Duration::from_secs(50))
         .pool_max_idle_per_host(idle_per_host)

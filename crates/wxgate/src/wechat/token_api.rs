@@ -95,8 +95,14 @@ struct TokenReply {
 }
 
 impl Client {
-    /// Fetch a token once. `force` asks the stable API for a new token (`force_refresh`).
-    pub async fn fetch(&self, c: &Credentials, force: bool) -> Result<Fetched, FetchError> {
+    /// Fetch a token once, within `timeout`. `force` asks the stable API for a new token
+    /// (`force_refresh`).
+    pub async fn fetch(
+        &self,
+        c: &Credentials,
+        force: bool,
+        timeout: std::time::Duration,
+    ) -> Result<Fetched, FetchError> {
         let secret = c.secret.expose_secret();
         let req = match (c.kind, c.token_api) {
             (AppKind::Wecom, _) => self
@@ -118,7 +124,7 @@ impl Client {
                     "force_refresh": force,
                 })),
         };
-        let resp = req.send().await.map_err(|e| {
+        let resp = req.timeout(timeout).send().await.map_err(|e| {
             let e = e.without_url();
             if e.is_connect() {
                 FetchError::Connect(e.to_string())
